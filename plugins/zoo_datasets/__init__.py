@@ -1,0 +1,28 @@
+"""First-party datasets that ship offline: scikit-learn's real sets and its generators.
+
+Every set is split 80/20 deterministically (stratified for classification) and standardised
+with statistics of the train split only.
+"""
+
+import zoo
+
+_SETS = [
+    # name, task, input_shape, num_classes, summary
+    ("circles", "binary", (2,), 2, "Two noisy concentric circles (sklearn make_circles), 1000 points"),
+    ("moons", "binary", (2,), 2, "Two interleaving half moons (sklearn make_moons), 1000 points"),
+    ("blobs", "multiclass", (2,), 4, "Four Gaussian blobs (sklearn make_blobs), 1000 points"),
+    ("spirals", "multiclass", (2,), 3, "Three interleaved spiral arms, 900 points"),
+    ("diabetes", "regression", (10,), None, "Diabetes progression, 442 patients (sklearn)"),
+    ("breast-cancer", "binary", (30,), 2, "Wisconsin breast cancer, 569 tumours (sklearn)"),
+    ("iris", "multiclass", (4,), 3, "Iris flowers, 150 samples, 3 species (sklearn)"),
+    ("wine", "multiclass", (13,), 3, "Wine cultivars, 178 samples (sklearn)"),
+    ("digits", "multiclass", (1, 8, 8), 10, "Handwritten digits as 1x8x8 images, 1797 (sklearn)"),
+]
+
+
+@zoo.hookimpl
+def register_datasets(register):
+    for name, task, shape, num_classes, summary in _SETS:
+        meta = {"num_classes": num_classes} if num_classes else {}
+        target = f"zoo_datasets.sets:{name.replace('-', '_')}"
+        register(name, target, task=task, input_shape=shape, summary=summary, **meta)

@@ -1,0 +1,1 @@
+"""The bundled pretrained registry (``index.json`` + weight files), shipped as package data."""

@@ -1,0 +1,182 @@
+"""The stable Python API over the registry: list, describe and create entries.
+
+Listing reads only what plugins registered, so it never imports torch or a plugin's target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from zoo import tasks
+from zoo.errors import UsageError, ZooError
+from zoo.plugins import get_registry
+from zoo.registry import Entry
+
+if TYPE_CHECKING:
+    import torch
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class ModelSpec:
+    """How a model was built, attached as ``model.zoo_spec`` so export can record it."""
+
+    model: str
+    kwargs: dict[str, Any]
+    plugin: str
+    dist: str
+    version: str
+    dataset: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def list_models(pattern: str | list[str] | None = None, pretrained: bool = False) -> list[str]:
+    """Registered model names matching ``pattern`` (fnmatch); with ``pretrained``, only those
+    that have at least one pretrained entry."""
+    names = get_registry().names("model", pattern)
+    if pretrained:
+        have = {p.split(".", 1)[0] for p in list_pretrained()}
+        names = [n for n in names if n.split("/")[-1] in have]
+    return names
+
+
+def list_losses(pattern: str | list[str] | None = None) -> list[str]:
+    """Registered loss names matching ``pattern``."""
+    return get_registry().names("loss", pattern)
+
+
+def list_datasets(pattern: str | list[str] | None = None) -> list[str]:
+    """Registered dataset names matching ``pattern``."""
+    return get_registry().names("dataset", pattern)
+
+
+def list_pretrained(pattern: str | list[str] | None = None) -> list[str]:
+    """Pretrained entry names (``model.tag``) from every configured registry and plugin."""
+    from zoo import hub
+
+    return hub.list_pretrained(pattern)
+
+
+def get_entry(kind: str, name: str) -> Entry:
+    """The registry entry a name resolves to (raises with close matches when unknown)."""
+    return get_registry().get(kind, name)
+
+
+def info(name: str) -> dict[str, Any]:
+    """Describe every entry called ``name`` (model, loss, dataset or pretrained ``model.tag``)."""
+    registry = get_registry()
+    found = registry.find(name)
+    if not found and "." in name:
+        from zoo import hub
+
+        return hub.get_pretrained(name).to_dict()
+    if not found:
+        for kind in ("model", "dataset", "loss"):
+            registry.get(kind, name)  # raises the close-match error for the likeliest kind
+    if len(found) > 1 and "/" not in name:
+        kinds = {e.kind for e in found}
+        if len(kinds) == 1:
+            registry.get(found[0].kind, name)  # raises the ambiguity error
+    return _describe(found[0]) if len(found) == 1 else {"entries": [_describe(e) for e in found]}
+
+
+def _describe(entry: Entry) -> dict[str, Any]:
+    out = entry.to_dict()
+    if entry.kind == "model":
+        out["input_kind"] = entry.input_kind
+        out["defaults"] = entry.defaults
+        out["datasets"] = [
+            d.name for d in get_registry().entries("dataset") if not tasks.incompatibility(entry, d)
+        ]
+        from zoo import hub
+
+        out["pretrained"] = hub.list_pretrained(f"{entry.name}.*")
+    elif entry.kind == "loss":
+        out["expects"] = entry.meta.get("expects", "logits")
+    elif entry.kind == "dataset":
+        out["input_kind"] = entry.input_kind
+        out["input_shape"] = list(entry.meta["input_shape"])
+        out["standard_kwargs"] = tasks.standard_kwargs(entry)
+    return out
+
+
+def model_kwargs(entry: Entry, dataset: Entry | None, user: dict[str, Any]) -> dict[str, Any]:
+    """Effective kwargs: standard ones from the dataset (if accepted), then defaults, then user's."""
+    target = entry.load()
+    merged: dict[str, Any] = {}
+    if dataset is not None:
+        merged.update(tasks.accepted_kwargs(target, tasks.standard_kwargs(dataset)))
+    merged.update(entry.defaults)
+    merged.update(user)
+    return merged
+
+
+def build_model(entry: Entry, kwargs: dict[str, Any], dataset: str | None = None) -> torch.nn.Module:
+    """Call a model entry's target with exactly ``kwargs`` and tag the result with its spec."""
+    try:
+        model = entry.load()(**kwargs)
+    except TypeError as exc:
+        raise UsageError(f"model {entry.name!r}: {exc}") from exc
+    import torch
+
+    if not isinstance(model, torch.nn.Module):
+        raise UsageError(f"model {entry.name!r}: target returned {type(model).__name__}, not nn.Module")
+    model.zoo_spec = ModelSpec(
+        model=entry.name, kwargs=dict(kwargs), plugin=entry.plugin, dist=entry.dist,
+        version=entry.version, dataset=dataset,
+    )
+    return model
+
+
+def create_model(
+    name: str, pretrained: str | None = None, *, dataset: str | None = None, **kwargs: Any
+) -> torch.nn.Module:
+    """Build a registered model.
+
+    ``dataset`` fills ``in_features``/``in_channels``/``image_size``/``num_classes`` from that
+    dataset (only those the model accepts); ``defaults`` and then ``kwargs`` override them.
+    ``pretrained="tag"`` builds with the pretrained entry's kwargs and loads its weights
+    (fetched and verified into the cache first).
+    """
+    registry = get_registry()
+    entry = registry.get("model", name)
+    if pretrained is not None:
+        from zoo import hub, weights
+
+        found = hub.get_pretrained(f"{entry.name}.{pretrained}")
+        model = build_model(entry, {**found.kwargs, **kwargs}, dataset=found.dataset)
+        weights.load_weights(model, hub.fetch(found.name))
+        return model
+    data_entry = None
+    if dataset is not None:
+        data_entry = registry.get("dataset", dataset)
+        tasks.check_compatible(entry, data_entry)
+    return build_model(entry, model_kwargs(entry, data_entry, kwargs), dataset=dataset)
+
+
+def create_loss(name: str, **kwargs: Any) -> torch.nn.Module:
+    """Build a registered loss module, called as ``loss(output, target)``."""
+    entry = get_registry().get("loss", name)
+    try:
+        return entry.load()(**kwargs)
+    except TypeError as exc:
+        raise UsageError(f"loss {entry.name!r}: {exc}") from exc
+
+
+def load_dataset(name: str, split: str = "train", **kwargs: Any) -> Any:
+    """Load one split: ``(X, y)`` tensors for in-memory datasets, else a ``Dataset``."""
+    entry = get_registry().get("dataset", name)
+    if split not in SPLITS:
+        raise UsageError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+    target = entry.load()
+    try:
+        return target(split, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"dataset {entry.name!r}: {exc}") from exc
+    except OSError as exc:
+        raise ZooError(f"dataset {entry.name!r}: {exc}") from exc

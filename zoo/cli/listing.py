@@ -1,0 +1,100 @@
+"""``zoo list``, ``zoo info`` and ``zoo plugins``: read-only views of the registry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from zoo import api
+from zoo.cli.output import echo_json, echo_table
+from zoo.errors import UsageError
+from zoo.plugins import get_registry, plugin_records
+
+LIST_KINDS = {"models": "model", "losses": "loss", "datasets": "dataset", "pretrained": "pretrained"}
+
+
+@click.command("list")
+@click.argument("args", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of objects).")
+def list_cmd(args: tuple[str, ...], as_json: bool) -> None:
+    """List entries: zoo list [models|losses|datasets|pretrained|all] [PATTERN]."""
+    kinds = list(LIST_KINDS)
+    rest = list(args)
+    if rest and rest[0] in (*LIST_KINDS, "all"):
+        first = rest.pop(0)
+        kinds = kinds if first == "all" else [first]
+    if len(rest) > 1:
+        raise UsageError(f"expected at most one PATTERN, got {' '.join(rest)}")
+    pattern = rest[0] if rest else None
+    rows = [row for kind in kinds for row in _rows(LIST_KINDS[kind], pattern)]
+    if as_json:
+        echo_json(rows)
+        return
+    echo_table(
+        [
+            (r["kind"], r["name"], r["plugin"], ",".join(r.get("tasks", [])), r["summary"])
+            for r in rows
+        ],
+        ["kind", "name", "plugin", "tasks", "summary"],
+    )
+
+
+def _rows(kind: str, pattern: str | None) -> list[dict[str, Any]]:
+    if kind == "pretrained":
+        from zoo import hub
+
+        return [hub.get_pretrained(n).to_dict() for n in hub.list_pretrained(pattern)]
+    return [
+        {**entry.to_dict(), "name": name} for name, entry in get_registry().listing(kind, pattern)
+    ]
+
+
+@click.command("info")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def info_cmd(name: str, as_json: bool) -> None:
+    """Describe a model, loss, dataset or pretrained entry (model.tag)."""
+    data = api.info(name)
+    if as_json:
+        echo_json(data)
+        return
+    for i, item in enumerate(data.get("entries", [data])):
+        if i:
+            click.echo("")
+        width = max(len(k) for k in item)
+        for key, value in item.items():
+            click.echo(f"{key.ljust(width)}  {_show(value)}")
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_show(v)}" for k, v in value.items()) or "-"
+    if isinstance(value, list | tuple):
+        return ", ".join(map(_show, value)) or "-"
+    return "-" if value is None or value == "" else str(value)
+
+
+@click.command("plugins")
+@click.option("--all", "show_all", is_flag=True, help="Also show blocked and skipped plugins.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def plugins_cmd(show_all: bool, as_json: bool) -> None:
+    """Show loaded plugins, their entries, and any that failed (with the error)."""
+    records = [r for r in plugin_records() if show_all or r.status in ("ok", "failed")]
+    if as_json:
+        echo_json([r.to_dict() for r in records])
+        return
+    echo_table(
+        [
+            (
+                r.name,
+                r.dist,
+                r.version,
+                r.status,
+                ", ".join(f"{n} {k}{'es' if k == 'loss' else 's'}" for k, n in sorted(r.entries.items())),
+                r.error or "",
+            )
+            for r in records
+        ],
+        ["plugin", "dist", "version", "status", "entries", "error"],
+    )

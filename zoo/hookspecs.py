@@ -1,0 +1,44 @@
+"""The plugin contract: hook specifications and the ``hookimpl`` marker plugins use.
+
+Every hook receives a ``register`` callback (the pattern of ``llm``): plugins call it once
+per entry. Registration only records a name and a lazy ``"module:attr"`` target, so listing
+never imports a plugin's models, and never imports torch.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+PROJECT = "zoo"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def register_models(register):
+    """Register models: ``register(name, target, task=..., summary=..., defaults=...)``.
+
+    ``target(**kwargs)`` returns a ``torch.nn.Module``. Optional meta: ``task`` or ``tasks``,
+    ``input_kind`` ("features", "image" or "any"), ``defaults`` (kwargs dict) and
+    ``pretrained`` (a list of pretrained entry dicts, see ``docs/plugins.md``).
+    """
+
+
+@hookspec
+def register_losses(register):
+    """Register losses: ``register(name, target, tasks=[...], summary=...)``.
+
+    ``target(**kwargs)`` returns a module called as ``loss(output, target)``. Meta ``expects``
+    says what the loss takes from the model: "logits" (default), "probabilities" (zoo applies
+    sigmoid/softmax first) or "log-probabilities" (zoo applies log-softmax first).
+    """
+
+
+@hookspec
+def register_datasets(register):
+    """Register datasets: ``register(name, target, task=..., input_shape=(...), num_classes=...)``.
+
+    ``target(split, **kwargs)`` with ``split`` in "train", "test" (optionally "val") returns
+    ``(X, y)`` tensors or a ``torch.utils.data.Dataset``.
+    """

@@ -1,0 +1,173 @@
+"""Task contracts: compatibility, standard model kwargs, output/target alignment and metrics.
+
+A task decides how many outputs a model needs, how its output lines up with the target, which
+loss is the default and which metrics are reported. torch is imported only inside the
+functions that touch tensors, so compatibility checks stay light.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from zoo.errors import IncompatibleError
+from zoo.registry import Entry
+
+if TYPE_CHECKING:
+    import torch
+
+STANDARD_KWARGS = ("in_features", "in_channels", "image_size", "num_classes")
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    default_loss: str
+    metrics: tuple[str, ...]
+    primary_metric: str  # the headline metric; all primary metrics here are higher-is-better
+
+
+TASKS: dict[str, Task] = {
+    "regression": Task("regression", "mse", ("mae", "mse", "r2"), "r2"),
+    "binary": Task("binary", "bce-with-logits", ("accuracy", "f1"), "accuracy"),
+    "multiclass": Task("multiclass", "cross-entropy", ("accuracy", "f1"), "accuracy"),
+}
+
+LOWER_IS_BETTER = {"mae", "mse", "loss"}
+
+
+def get_task(name: str) -> Task:
+    return TASKS[name]
+
+
+def incompatibility(model: Entry, dataset: Entry, loss: Entry | None = None) -> str | None:
+    """The one-line reason a (model, dataset, loss) combination cannot work, or ``None``."""
+    task = dataset.tasks[0]
+    if task not in model.tasks:
+        return (
+            f"model {model.name!r} serves {'/'.join(model.tasks)} but dataset "
+            f"{dataset.name!r} is {task}"
+        )
+    if model.input_kind not in ("any", dataset.input_kind):
+        shape = "x".join(map(str, dataset.meta["input_shape"]))
+        return (
+            f"model {model.name!r} takes {model.input_kind} inputs but dataset "
+            f"{dataset.name!r} gives {dataset.input_kind} ({shape})"
+        )
+    channels = model.meta.get("in_channels")
+    if channels is not None and dataset.input_kind == "image":
+        have = dataset.meta["input_shape"][0]
+        if have != channels:
+            return (
+                f"model {model.name!r} takes {channels}-channel images but dataset "
+                f"{dataset.name!r} has {have}"
+            )
+    if loss is not None and task not in loss.tasks:
+        return f"loss {loss.name!r} serves {'/'.join(loss.tasks)}, not {task} ({dataset.name!r})"
+    return None
+
+
+def check_compatible(model: Entry, dataset: Entry, loss: Entry | None = None) -> None:
+    """Raise :class:`IncompatibleError` with the reason when the combination cannot work."""
+    reason = incompatibility(model, dataset, loss)
+    if reason:
+        raise IncompatibleError(f"incompatible combination: {reason}")
+
+
+def output_size(dataset: Entry) -> int:
+    """How many outputs a model needs for a dataset: K classes, 1 logit (binary) or targets."""
+    task = dataset.tasks[0]
+    if task == "multiclass":
+        return int(dataset.meta["num_classes"])
+    if task == "binary":
+        return 1
+    return int(dataset.meta.get("num_targets", 1))
+
+
+def standard_kwargs(dataset: Entry) -> dict[str, Any]:
+    """``in_features`` (flattened size), ``in_channels``/``image_size`` (images), ``num_classes``.
+
+    ``num_classes`` is the number of model outputs the task needs (1 for binary and for a
+    single regression target), so one ``nn.Linear(in_features, num_classes)`` fits every task.
+    """
+    shape = tuple(dataset.meta["input_shape"])
+    kwargs: dict[str, Any] = {"in_features": math.prod(shape), "num_classes": output_size(dataset)}
+    if len(shape) == 3:
+        kwargs["in_channels"] = shape[0]
+        kwargs["image_size"] = [shape[1], shape[2]]
+    return kwargs
+
+
+def accepted_kwargs(fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The subset of ``kwargs`` that ``fn``'s signature accepts (all of them with ``**kwargs``)."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return dict(kwargs)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return dict(kwargs)
+    return {k: v for k, v in kwargs.items() if k in params}
+
+
+def align(task: str, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Drop a trailing size-1 output dim when the target has none: (N, 1) logits vs (N,) labels."""
+    if task != "multiclass" and output.dim() == target.dim() + 1 and output.shape[-1] == 1:
+        return output.squeeze(-1)
+    return output
+
+
+def to_loss_input(expects: str, task: str, output: torch.Tensor) -> torch.Tensor:
+    """Turn logits into what a loss declared it takes (BCELoss: probabilities, NLL: log-probs)."""
+    import torch
+
+    if expects == "probabilities":
+        return torch.sigmoid(output) if task == "binary" else torch.softmax(output, dim=-1)
+    if expects == "log-probabilities":
+        return torch.log_softmax(output, dim=-1)
+    return output
+
+
+def predictions(task: str, output: torch.Tensor) -> torch.Tensor:
+    """Class labels (classification) or values (regression) from aligned model outputs."""
+    if task == "multiclass":
+        return output.argmax(dim=-1)
+    if task == "binary":
+        return (output > 0).long()
+    return output
+
+
+def compute_metrics(
+    task: str, output: torch.Tensor, target: torch.Tensor, num_classes: int | None = None
+) -> dict[str, float]:
+    """Regression MAE/MSE/R²; classification accuracy and macro-F1, from aligned outputs."""
+    import torch
+
+    output = output.detach().float()
+    if task == "regression":
+        target = target.float().reshape(output.shape)
+        err = output - target
+        mse = err.pow(2).mean().item()
+        var = (target - target.mean(dim=0)).pow(2).mean().item()
+        return {
+            "mae": err.abs().mean().item(),
+            "mse": mse,
+            "r2": 1.0 - mse / var if var > 0 else float("nan"),
+        }
+    pred = predictions(task, output).long().cpu()
+    target = target.long().reshape(pred.shape).cpu()
+    k = num_classes or int(max(pred.max().item(), target.max().item()) + 1)
+    k = max(k, 2)
+    confusion = torch.bincount(target * k + pred, minlength=k * k).reshape(k, k).double()
+    tp = confusion.diag()
+    precision_den = confusion.sum(dim=0)
+    recall_den = confusion.sum(dim=1)
+    f1_den = precision_den + recall_den
+    f1 = torch.where(f1_den > 0, 2 * tp / f1_den.clamp(min=1), torch.zeros_like(tp))
+    present = (recall_den + precision_den) > 0
+    return {
+        "accuracy": (pred == target).double().mean().item(),
+        "f1": f1[present].mean().item() if present.any() else 0.0,
+    }
