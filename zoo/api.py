@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from zoo import tasks
-from zoo.errors import UsageError, ZooError
+from zoo.errors import UnknownNameError, UsageError, ZooError
 from zoo.plugins import get_registry
 from zoo.registry import Entry
 
@@ -76,8 +76,7 @@ def info(name: str) -> dict[str, Any]:
 
         return hub.get_pretrained(name).to_dict()
     if not found:
-        for kind in ("model", "dataset", "loss"):
-            registry.get(kind, name)  # raises the close-match error for the likeliest kind
+        raise UnknownNameError(registry.unknown_message(name))
     if len(found) > 1 and "/" not in name:
         kinds = {e.kind for e in found}
         if len(kinds) == 1:

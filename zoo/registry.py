@@ -20,6 +20,7 @@ from typing import Any
 from zoo.errors import AmbiguousNameError, PluginError, UnknownNameError
 
 KINDS = ("model", "loss", "dataset")
+PLURALS = {"model": "models", "loss": "losses", "dataset": "datasets"}
 TASKS = ("regression", "binary", "multiclass")
 INPUT_KINDS = ("features", "image", "any")
 EXPECTS = ("logits", "probabilities", "log-probabilities")
@@ -243,15 +244,22 @@ class Registry:
         ]
 
     def _unknown_message(self, kind: str, name: str) -> str:
-        candidates = [n for n in self._by_kind[kind]] + [
-            e.qualname for e in self.entries(kind)
+        return self.unknown_message(name, [kind])
+
+    def unknown_message(self, name: str, kinds: Iterable[str] = KINDS) -> str:
+        """``unknown <kind> 'x'; did you mean: ...`` with close matches among ``kinds``."""
+        kinds = list(kinds)
+        qualified = "/" in name
+        candidates = [
+            e.qualname if qualified else e.name for kind in kinds for e in self.entries(kind)
         ]
-        close = difflib.get_close_matches(normalize_name(name), candidates, n=3, cutoff=0.6)
-        msg = f"unknown {kind} {name!r}"
+        close = difflib.get_close_matches(normalize_name(name), set(candidates), n=3, cutoff=0.6)
+        what = kinds[0] if len(kinds) == 1 else "name"
+        msg = f"unknown {what} {name!r}"
         if close:
             msg += f"; did you mean: {', '.join(close)}?"
         else:
-            msg += f"; see `zoo list {kind}s`"
+            msg += f"; see `zoo list{' ' + PLURALS[kinds[0]] if len(kinds) == 1 else ''}`"
         if self.failed_plugins:
             msg += f" (plugins failed to load: {', '.join(self.failed_plugins)}; see `zoo plugins`)"
         return msg

@@ -10,6 +10,7 @@ from zoo import api
 from zoo.cli.output import echo_json, echo_table
 from zoo.errors import UsageError
 from zoo.plugins import get_registry, plugin_records
+from zoo.registry import PLURALS
 
 LIST_KINDS = {"models": "model", "losses": "loss", "datasets": "dataset", "pretrained": "pretrained"}
 
@@ -91,7 +92,7 @@ def plugins_cmd(show_all: bool, as_json: bool) -> None:
                 r.dist,
                 r.version,
                 r.status,
-                ", ".join(f"{n} {k}{'es' if k == 'loss' else 's'}" for k, n in sorted(r.entries.items())),
+                ", ".join(f"{n} {PLURALS[k]}" for k, n in sorted(r.entries.items())),
                 r.error or "",
             )
             for r in records
