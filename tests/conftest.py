@@ -56,9 +56,7 @@ def make_plugin(tmp_path, monkeypatch) -> Callable[..., Path]:
         site = tmp_path / f"site-{dist}"
         info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
         info.mkdir(parents=True)
-        (info / "METADATA").write_text(
-            f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n"
-        )
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
         eps = "\n".join(f"{k} = {v}" for k, v in entry_points.items())
         (info / "entry_points.txt").write_text(f"[zoo]\n{eps}\n")
         for rel, source in files.items():

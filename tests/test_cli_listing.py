@@ -48,9 +48,7 @@ def test_unknown_name_is_one_line_with_suggestions_and_exit_2(run_zoo):
     result = run_zoo("info", "tinyvg")
     assert result.returncode == 2
     assert result.stdout == ""
-    assert result.stderr.strip() == (
-        "error: unknown name 'tinyvg'; did you mean: tinyvgg?"
-    )
+    assert result.stderr.strip() == ("error: unknown name 'tinyvg'; did you mean: tinyvgg?")
 
 
 def test_bad_usage_exits_2(run_zoo):

@@ -112,7 +112,9 @@ def test_every_loss_runs_on_a_matching_model_output(loss, task):
     X, y = zoo.load_dataset(dataset, "train")
     entry = get_entry("loss", loss)
     out = tasks.align(task, model(X), y)
-    value = zoo.create_loss(loss)(tasks.to_loss_input(entry.meta.get("expects", "logits"), task, out), y)
+    value = zoo.create_loss(loss)(
+        tasks.to_loss_input(entry.meta.get("expects", "logits"), task, out), y
+    )
     assert value.dim() == 0 and torch.isfinite(value)
     value.backward()
     assert all(p.grad is not None for p in model.parameters())
@@ -191,7 +193,7 @@ def test_idx_datasets_read_a_local_root_in_the_real_format(tmp_path, monkeypatch
     monkeypatch.setenv("ZOO_DATA", str(tmp_path))
     X, y = zoo.load_dataset(name, "train")
     assert X.shape == (12, 1, 28, 28) and X.dtype == torch.float32
-    assert 0.0 <= X.min() and X.max() <= 1.0 and y.dtype == torch.int64
+    assert X.min() >= 0.0 and X.max() <= 1.0 and y.dtype == torch.int64
     X_test, _ = zoo.load_dataset(name, "test", root=str(tmp_path))
     assert X_test.shape == (5, 1, 28, 28)
     model = zoo.create_model("tinyvgg", dataset=name)

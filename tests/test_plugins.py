@@ -135,10 +135,14 @@ def test_bad_target_fails_at_use_with_a_clear_error(make_plugin):
         zoo.create_model("ghost")
 
 
-def test_zoo_plugins_env_selects_and_disable_blocks_before_import(make_plugin, tmp_path, monkeypatch):
+def test_zoo_plugins_env_selects_and_disable_blocks_before_import(
+    make_plugin, tmp_path, monkeypatch
+):
     marker = tmp_path / "imported"
     source = GOOD["acme_zoo/__init__.py"] + f"\nopen({str(marker)!r}, 'w').close()\n"
-    make_plugin("acme-zoo", {**GOOD, "acme_zoo/__init__.py": source}, entry_points={"acme": "acme_zoo"})
+    make_plugin(
+        "acme-zoo", {**GOOD, "acme_zoo/__init__.py": source}, entry_points={"acme": "acme_zoo"}
+    )
 
     monkeypatch.setenv("ZOO_DISABLE_PLUGINS", "acme-zoo")
     plugins.reset()
@@ -179,7 +183,9 @@ def test_plugins_load_lazily_once(make_plugin, tmp_path):
     source = GOOD["acme_zoo/__init__.py"] + (
         f"\nwith open({str(counter)!r}, 'a') as fh:\n    fh.write('x')\n"
     )
-    make_plugin("acme-zoo", {**GOOD, "acme_zoo/__init__.py": source}, entry_points={"acme": "acme_zoo"})
+    make_plugin(
+        "acme-zoo", {**GOOD, "acme_zoo/__init__.py": source}, entry_points={"acme": "acme_zoo"}
+    )
     assert not counter.exists()  # making zoo aware of it imports nothing
     zoo.list_models()
     zoo.list_losses()

@@ -34,7 +34,13 @@ def test_valid_entry_keeps_meta_and_tasks():
         ("dataset", "ok", "a:b", {"input_shape": (2,), "num_classes": 2}, "task is required"),
         ("dataset", "ok", "a:b", {"task": "binary", "input_shape": (2, 3)}, "input_shape"),
         ("dataset", "ok", "a:b", {"task": "multiclass", "input_shape": (2,)}, "num_classes"),
-        ("dataset", "ok", "a:b", {"task": "binary", "input_shape": (2,), "num_classes": 3}, "2 for"),
+        (
+            "dataset",
+            "ok",
+            "a:b",
+            {"task": "binary", "input_shape": (2,), "num_classes": 3},
+            "2 for",
+        ),
     ],
 )
 def test_malformed_registrations_are_rejected_with_reason(kind, name, target, meta, reason):

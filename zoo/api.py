@@ -105,7 +105,7 @@ def _describe(entry: Entry) -> dict[str, Any]:
 
 
 def model_kwargs(entry: Entry, dataset: Entry | None, user: dict[str, Any]) -> dict[str, Any]:
-    """Effective kwargs: standard ones from the dataset (if accepted), then defaults, then user's."""
+    """Effective kwargs: the dataset's standard ones it accepts, then defaults, then user's."""
     target = entry.load()
     merged: dict[str, Any] = {}
     if dataset is not None:
@@ -115,7 +115,9 @@ def model_kwargs(entry: Entry, dataset: Entry | None, user: dict[str, Any]) -> d
     return merged
 
 
-def build_model(entry: Entry, kwargs: dict[str, Any], dataset: str | None = None) -> torch.nn.Module:
+def build_model(
+    entry: Entry, kwargs: dict[str, Any], dataset: str | None = None
+) -> torch.nn.Module:
     """Call a model entry's target with exactly ``kwargs`` and tag the result with its spec."""
     try:
         model = entry.load()(**kwargs)
@@ -124,10 +126,16 @@ def build_model(entry: Entry, kwargs: dict[str, Any], dataset: str | None = None
     import torch
 
     if not isinstance(model, torch.nn.Module):
-        raise UsageError(f"model {entry.name!r}: target returned {type(model).__name__}, not nn.Module")
+        raise UsageError(
+            f"model {entry.name!r}: target returned {type(model).__name__}, not nn.Module"
+        )
     model.zoo_spec = ModelSpec(
-        model=entry.name, kwargs=dict(kwargs), plugin=entry.plugin, dist=entry.dist,
-        version=entry.version, dataset=dataset,
+        model=entry.name,
+        kwargs=dict(kwargs),
+        plugin=entry.plugin,
+        dist=entry.dist,
+        version=entry.version,
+        dataset=dataset,
     )
     return model
 

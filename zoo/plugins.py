@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
@@ -117,7 +118,9 @@ def _discover() -> _State:
 
     records: list[PluginRecord] = []
     entries: list[Entry] = []
-    for ep in sorted(entry_points(group=GROUP), key=lambda e: (e.dist.name if e.dist else "", e.name)):
+    for ep in sorted(
+        entry_points(group=GROUP), key=lambda e: (e.dist.name if e.dist else "", e.name)
+    ):
         record = _record_for(ep)
         records.append(record)
         names = {record.name.lower(), record.dist.lower()}
@@ -133,7 +136,9 @@ def _discover() -> _State:
             record.status = "failed"
             record.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
             if strict:
-                raise PluginError(f"plugin {record.name!r} ({record.dist}): {record.error}") from exc
+                raise PluginError(
+                    f"plugin {record.name!r} ({record.dist}): {record.error}"
+                ) from exc
     failed = [r.name for r in records if r.status == "failed"]
     return _State(Registry(entries, failed_plugins=failed), records)
 
@@ -163,25 +168,13 @@ def _call_hooks(
     pm: pluggy.PluginManager, plugin: object, record: PluginRecord, trace: bool
 ) -> list[Entry]:
     found: list[Entry] = []
+    problems: list[str] = []
     for hook_name, kind in HOOKS.items():
         impls = [i for i in getattr(pm.hook, hook_name).get_hookimpls() if i.plugin is plugin]
         for impl in impls:
             record.hooks.append(hook_name)
-            problems: list[str] = []
-
-            def register(name: Any, target: Any, _kind: str = kind, **meta: Any) -> None:
-                try:
-                    found.append(
-                        make_entry(
-                            _kind, name, target, meta,
-                            plugin=record.name, dist=record.dist, version=record.version,
-                        )
-                    )
-                except ValueError as exc:
-                    problems.append(str(exc))
-
             before = len(found)
-            args = {"register": register}
+            args = {"register": _registrar(kind, record, found, problems)}
             impl.function(*[args[a] for a in impl.argnames])
             if trace:
                 added = ", ".join(e.name for e in found[before:]) or "nothing"
@@ -191,3 +184,30 @@ def _call_hooks(
     for entry in found:
         record.entries[entry.kind] = record.entries.get(entry.kind, 0) + 1
     return found
+
+
+def _registrar(
+    kind: str, record: PluginRecord, found: list[Entry], problems: list[str]
+) -> Callable[..., None]:
+    """The ``register(name, target, **meta)`` callback handed to one plugin's hook.
+
+    A malformed registration is recorded rather than raised, so a plugin cannot swallow it.
+    """
+
+    def register(name: Any, target: Any, **meta: Any) -> None:
+        try:
+            entry = make_entry(
+                kind,
+                name,
+                target,
+                meta,
+                plugin=record.name,
+                dist=record.dist,
+                version=record.version,
+            )
+        except ValueError as exc:
+            problems.append(str(exc))
+        else:
+            found.append(entry)
+
+    return register

@@ -54,7 +54,7 @@ class Entry:
 
     @property
     def input_kind(self) -> str:
-        """``features`` or ``image`` for a dataset (from its shape); declared (or ``any``) for a model."""
+        """``features``/``image`` for a dataset (by shape); declared or ``any`` for a model."""
         if self.kind == "dataset":
             return "image" if len(self.meta["input_shape"]) == 3 else "features"
         return self.meta.get("input_kind", "any")
@@ -126,7 +126,9 @@ def make_entry(
     if not isinstance(name, str) or not _NAME.match(name):
         raise ValueError(f"{kind} name {name!r} must be lower-case words joined by '-'")
     if not (callable(target) or (isinstance(target, str) and _TARGET.match(target))):
-        raise ValueError(f"{kind} {name!r}: target {target!r} is neither 'module:attr' nor callable")
+        raise ValueError(
+            f"{kind} {name!r}: target {target!r} is neither 'module:attr' nor callable"
+        )
     meta = dict(meta)
     summary = meta.pop("summary", "")
     if not isinstance(summary, str):
@@ -266,7 +268,7 @@ class Registry:
 
 
 def filter_names(names: list[str], pattern: str | list[str] | None) -> list[str]:
-    """Keep names matching any fnmatch pattern (``None`` keeps all); bare patterns match plugin/name."""
+    """Names matching any fnmatch pattern (``None``: all); bare patterns match ``plugin/name``."""
     if pattern is None:
         return list(names)
     patterns = [pattern] if isinstance(pattern, str) else list(pattern)
@@ -274,5 +276,7 @@ def filter_names(names: list[str], pattern: str | list[str] | None) -> list[str]
     return [
         n
         for n in names
-        if any(fnmatch.fnmatchcase(n, p) or fnmatch.fnmatchcase(n.split("/")[-1], p) for p in patterns)
+        if any(
+            fnmatch.fnmatchcase(n, p) or fnmatch.fnmatchcase(n.split("/")[-1], p) for p in patterns
+        )
     ]

@@ -1,14 +1,17 @@
 """Wall-clock timing of a callable: warm-up, adaptive blocks, robust statistics.
 
 The harness times ``fn`` the way ``torch.utils.benchmark.Timer.blocked_autorange`` does:
-calls are grouped in blocks long enough that the timer's own cost is negligible, blocks
-are repeated until ``min_run_time`` seconds are spent, and the statistics are over the
-per-call time of each block. ``sync`` (``torch.cuda.synchronize`` on CUDA) is called
-before the clock starts and before it stops, so queued GPU work is counted.
+calls are grouped in blocks (about 10 ms each, shorter for a short ``min_run_time``) so the
+timer's own cost is negligible and a block spans several scheduler time slices, blocks are
+repeated until ``min_run_time`` seconds are spent, and every statistic (median, IQR, p90,
+p99) is over the per-call time of each block. ``sync`` (``torch.cuda.synchronize`` on CUDA)
+is called only before the clock starts and before it stops, so queued GPU work is counted
+without serialising the launches inside a block.
 """
 
 from __future__ import annotations
 
+import gc
 import math
 import statistics
 import time
@@ -17,7 +20,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 NOISE_THRESHOLD = 0.10  # IQR / median above this flags a measurement as noisy
-BLOCK_SECONDS = 2e-4  # a block lasts at least this long, so timer overhead stays < 0.1%
+BLOCK_SECONDS = 0.01  # target block length (torch.utils.benchmark's blocks end up ~10 ms too)
+MIN_BLOCK_SECONDS = 1e-3
 
 
 @dataclass(frozen=True)
@@ -116,21 +120,28 @@ def measure(
         if calls >= 2 and elapsed >= warmup:
             break
     per_call = elapsed / calls
-    block = max(1, math.ceil(BLOCK_SECONDS / per_call)) if per_call > 0 else 1000
+    target = min(BLOCK_SECONDS, max(MIN_BLOCK_SECONDS, min_run_time / 20))
+    block = max(1, math.ceil(target / per_call)) if per_call > 0 else 1000
 
     times: list[float] = []
     total = 0.0
-    while True:
-        sync()
-        t0 = clock()
-        for _ in range(block):
-            fn()
-        sync()
-        dt = clock() - t0
-        times.append(dt / block)
-        total += dt
-        if len(times) >= min_samples and total >= min_run_time:
-            break
-        if len(times) >= 2 and total >= max_run_time:
-            break
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # as timeit does: no collector pauses inside a timed block
+    try:
+        while True:
+            sync()
+            t0 = clock()
+            for _ in range(block):
+                fn()
+            sync()
+            dt = clock() - t0
+            times.append(dt / block)
+            total += dt
+            if len(times) >= min_samples and total >= min_run_time:
+                break
+            if len(times) >= 2 and total >= max_run_time:
+                break
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     return Measurement(times=tuple(times), block=block)

@@ -78,7 +78,9 @@ def export(
             try:
                 header[key] = json.dumps(value, sort_keys=True)
             except (TypeError, ValueError) as exc:
-                raise WeightsError(f"cannot export: {key} is not JSON-serialisable ({exc})") from exc
+                raise WeightsError(
+                    f"cannot export: {key} is not JSON-serialisable ({exc})"
+                ) from exc
         else:
             header[key] = str(value)
     path = Path(path)
@@ -103,7 +105,9 @@ def _dedupe(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], di
             continue
         seen[ident] = key
         # safetensors wants contiguous tensors that own their memory
-        tensors[key] = tensor.contiguous().clone() if _shares_memory(tensor) else tensor.contiguous()
+        tensors[key] = (
+            tensor.contiguous().clone() if _shares_memory(tensor) else tensor.contiguous()
+        )
     return tensors, aliases
 
 

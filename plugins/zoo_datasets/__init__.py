@@ -8,7 +8,13 @@ import zoo
 
 _SETS = [
     # name, task, input_shape, num_classes, summary
-    ("circles", "binary", (2,), 2, "Two noisy concentric circles (sklearn make_circles), 1000 points"),
+    (
+        "circles",
+        "binary",
+        (2,),
+        2,
+        "Two noisy concentric circles (sklearn make_circles), 1000 points",
+    ),
     ("moons", "binary", (2,), 2, "Two interleaving half moons (sklearn make_moons), 1000 points"),
     ("blobs", "multiclass", (2,), 4, "Four Gaussian blobs (sklearn make_blobs), 1000 points"),
     ("spirals", "multiclass", (2,), 3, "Three interleaved spiral arms, 900 points"),

@@ -67,7 +67,10 @@ def spirals(split: str, points_per_class: int = 300, noise: float = 0.2, seed: i
     for k in range(classes):
         idx = slice(points_per_class * k, points_per_class * (k + 1))
         r = np.linspace(0.0, 1, points_per_class)
-        t = np.linspace(k * 4, (k + 1) * 4, points_per_class) + rng.normal(size=points_per_class) * noise
+        t = (
+            np.linspace(k * 4, (k + 1) * 4, points_per_class)
+            + rng.normal(size=points_per_class) * noise
+        )
         X[idx] = np.c_[r * np.sin(t), r * np.cos(t)]
         y[idx] = k
     return _split(X, y, split, "multiclass")

@@ -30,7 +30,7 @@ def register_models(register):
         tasks=CLASSIFICATION,
         input_kind="image",
         summary="TinyVGG CNN (CNN explainer): two conv blocks + linear head",
-        defaults={"hidden": 16},
+        defaults={"hidden": 64},  # 5 epochs on digits reach >= 0.95 test accuracy for any seed
     )
 
 

@@ -82,7 +82,9 @@ class CIFAR10Binary(Dataset):
 def cifar10(split: str, root: str | None = None, download: bool = False) -> CIFAR10Binary:
     base = data_root(root)
     folder = base / "cifar-10-batches-bin"
-    names = [f"data_batch_{i}.bin" for i in range(1, 6)] if _check_split(split) else ["test_batch.bin"]
+    names = (
+        [f"data_batch_{i}.bin" for i in range(1, 6)] if _check_split(split) else ["test_batch.bin"]
+    )
     missing = [n for n in names if not (folder / n).exists()]
     if missing and download:
         from torchvision.datasets.utils import download_and_extract_archive

@@ -12,7 +12,12 @@ from zoo.errors import UsageError
 from zoo.plugins import get_registry, plugin_records
 from zoo.registry import PLURALS
 
-LIST_KINDS = {"models": "model", "losses": "loss", "datasets": "dataset", "pretrained": "pretrained"}
+LIST_KINDS = {
+    "models": "model",
+    "losses": "loss",
+    "datasets": "dataset",
+    "pretrained": "pretrained",
+}
 
 
 @click.command("list")

@@ -1,0 +1,80 @@
+"""The bundled registry is real: its weights reproduce their recorded metrics, and so do its
+recipes when trained again with ``zoo train --recipe``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import zoo
+import zoo.weights
+from zoo import hub
+from zoo.cli import cli
+from zoo.recipes import load_recipe
+
+REQUIRED = {
+    "linear-regression.line",
+    "linear.diabetes",
+    "mlp.breast-cancer",
+    "mlp.iris",
+    "mlp.circles",
+    "tinyvgg.digits",
+}
+INDEX = Path(hub.bundled_index())
+ENTRIES = {e["name"]: e for e in json.loads(INDEX.read_text())["entries"]}
+
+
+def test_bundled_index_is_complete_small_and_verifiable():
+    assert set(ENTRIES) >= REQUIRED
+    assert set(hub.list_pretrained()) >= REQUIRED
+    for name, raw in ENTRIES.items():
+        assert raw["metrics"] and raw["dataset"] and raw["license"] and raw["created"], name
+        assert (INDEX.parent / raw["recipe"]).is_file(), name
+        [f] = raw["files"]
+        data = (INDEX.parent / f["url"]).read_bytes()
+        assert len(data) == f["size"] < 64 * 1024, name
+        assert hashlib.sha256(data).hexdigest() == f["sha256"], name
+        assert zoo.weights.read_metadata(INDEX.parent / f["url"])["model"] == raw["model"]
+        row = hub.get_pretrained(name).to_dict()
+        assert row["plugin"] == "zoo" and row["kind"] == "pretrained"
+
+
+def test_tinyvgg_digits_reproduces_its_recorded_metrics():
+    from zoo.train import evaluate_model
+
+    model = zoo.create_model("tinyvgg", pretrained="digits")
+    got = evaluate_model(model, "digits", split="test")
+    want = ENTRIES["tinyvgg.digits"]["metrics"]
+    assert want["accuracy"] > 0.9
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, abs=1e-6), key
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED - {"tinyvgg.digits"}))
+def test_every_bundled_entry_reproduces_its_recorded_metrics(name):
+    from zoo.train import evaluate_model
+
+    raw = ENTRIES[name]
+    settings, _ = load_recipe(INDEX.parent / raw["recipe"])
+    model_name, tag = name.split(".", 1)
+    model = zoo.create_model(model_name, pretrained=tag)
+    got = evaluate_model(model, raw["dataset"], split="test", loss=settings.get("loss"))
+    for key, value in raw["metrics"].items():
+        assert got[key] == pytest.approx(value, abs=1e-6), key
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(REQUIRED))
+def test_zoo_train_recipe_reproduces_the_recorded_metrics(name, tmp_path):
+    raw = ENTRIES[name]
+    recipe = INDEX.parent / raw["recipe"]
+    args = ["train", "--recipe", str(recipe), "--out", str(tmp_path / "run"), "-q", "--json"]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout[result.stdout.index("{") :])["metrics"]
+    for key, value in raw["metrics"].items():
+        assert metrics[key] == pytest.approx(value, abs=0.01), key

@@ -1,0 +1,76 @@
+"""A non-editable install works: the wheel carries the plugins, their entry points and the
+bundled registry, and zoo runs from it with no access to this checkout."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(out), str(ROOT)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return next(out.glob("zoo-*.whl"))
+
+
+def test_wheel_contains_plugins_entry_points_and_registry(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for package in ("zoo", "zoo_workflow", "zoo_losses", "zoo_datasets", "zoo_vision",
+                    "zoo_torchvision", "zoo_registry"):  # fmt: skip
+        assert f"{package}/__init__.py" in names
+    assert "zoo_registry/index.json" in names
+    index = json.loads(zipfile.ZipFile(wheel).read("zoo_registry/index.json"))
+    for entry in index["entries"]:
+        for file in entry["files"]:
+            assert f"zoo_registry/{file['url']}" in names
+    assert any(n.startswith("zoo_registry/recipes/") and n.endswith(".toml") for n in names)
+    eps = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+    text = zipfile.ZipFile(wheel).read(eps).decode()
+    assert "[zoo]" in text and "vision = zoo_vision" in text
+    assert "zoo = zoo.cli:main" in text
+
+
+def test_zoo_runs_from_the_installed_wheel(wheel, tmp_path):
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)  # what pip does for a pure-Python wheel
+    env = {
+        **os.environ,
+        # -S skips site-packages' .pth files (and so the editable install of this checkout);
+        # dependencies still come from site-packages, listed after the wheel's folder.
+        "PYTHONPATH": os.pathsep.join([str(site), sysconfig.get_paths()["purelib"]]),
+        "ZOO_HOME": str(tmp_path / "home"),
+    }
+
+    def zoo(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-S", "-m", "zoo", *args],
+            cwd=tmp_path, env=env, capture_output=True, text=True,
+        )  # fmt: skip
+
+    where = subprocess.run(
+        [sys.executable, "-S", "-c", "import zoo, zoo_registry; print(zoo.__file__)"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert where.stdout.startswith(str(site))
+    listed = zoo("list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert {"tinyvgg", "mlp", "digits", "cross-entropy"} <= {r["name"] for r in rows}
+    pretrained = [r["name"] for r in rows if r["kind"] == "pretrained"]
+    assert "tinyvgg.digits" in pretrained
+    fetched = zoo("fetch", "tinyvgg.digits")
+    assert fetched.returncode == 0, fetched.stderr

@@ -1,0 +1,219 @@
+"""Weights files: export/load round trips, tied weights, and one-line errors for bad files."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import zoo
+from zoo import weights
+from zoo.errors import UsageError, WeightsError
+
+TIED_PLUGIN = {
+    "tiedpkg/__init__.py": """
+        import zoo
+
+        @zoo.hookimpl
+        def register_models(register):
+            register("tied-net", "tiedpkg.models:TiedNet", task="multiclass",
+                     summary="embedding tied to its output head")
+            register("buffered-net", "tiedpkg.models:Buffered", task="regression",
+                     summary="a non-persistent buffer the weights file does not hold")
+    """,
+    "tiedpkg/models.py": """
+        import torch
+        from torch import nn
+
+        class TiedNet(nn.Module):
+            def __init__(self, vocab: int = 11, dim: int = 6):
+                super().__init__()
+                self.embed = nn.Embedding(vocab, dim)
+                self.mix = nn.Linear(dim, dim)
+                self.head = nn.Linear(dim, vocab, bias=False)
+                self.head.weight = self.embed.weight  # tied
+                self.register_buffer("scale", torch.tensor(0.5))
+
+            def forward(self, x):
+                return self.head(torch.relu(self.mix(self.embed(x))) * self.scale)
+
+        class Buffered(nn.Module):
+            def __init__(self, n: int = 3):
+                super().__init__()
+                self.linear = nn.Linear(n, 1)
+                offset = torch.arange(n, dtype=torch.float32)
+                self.register_buffer("offset", offset, persistent=False)
+
+            def forward(self, x):
+                return self.linear(x + self.offset)
+    """,
+}
+
+
+@pytest.fixture
+def tied(make_plugin):
+    make_plugin("tied-dist", TIED_PLUGIN, {"tied": "tiedpkg"})
+    return zoo.create_model("tied-net", vocab=13)
+
+
+def _same_outputs(a: torch.nn.Module, b: torch.nn.Module, x: torch.Tensor) -> bool:
+    a.eval()
+    b.eval()
+    with torch.inference_mode():
+        return torch.equal(a(x), b(x))
+
+
+def test_export_writes_metadata_and_load_rebuilds_identically(tmp_path):
+    model = zoo.create_model("mlp", dataset="iris", hidden=[8, 5])
+    path = zoo.export(model, tmp_path / "mlp.safetensors", metrics={"accuracy": 0.5})
+    meta = weights.read_metadata(path)
+    assert meta["model"] == "mlp" and meta["plugin"] == "workflow" and meta["dist"] == "zoo"
+    assert meta["kwargs"] == {"in_features": 4, "num_classes": 3, "hidden": [8, 5]}
+    assert meta["dataset"] == "iris" and meta["metrics"] == {"accuracy": 0.5}
+    assert meta["zoo_version"] == zoo.__version__ and meta["dist_version"] and meta["created"]
+
+    loaded = zoo.load(path)
+    assert not loaded.training
+    assert loaded.zoo_spec.model == "mlp" and loaded.zoo_spec.dataset == "iris"
+    assert not any(p.is_meta for p in loaded.parameters())
+    assert _same_outputs(model, loaded, torch.randn(7, 4))
+
+
+def test_cnn_round_trip_through_meta_device(tmp_path):
+    model = zoo.create_model("tinyvgg", dataset="digits", hidden=4)
+    path = zoo.export(model, tmp_path / "cnn.safetensors")
+    loaded = zoo.load(path)
+    tensors = [*loaded.parameters(), *loaded.buffers()]
+    assert tensors and all(t.device.type == "cpu" for t in tensors)
+    assert _same_outputs(model, loaded, torch.randn(3, 1, 8, 8))
+
+
+def test_tied_weights_stored_once_and_retied_on_load(tied, tmp_path):
+    path = zoo.export(tied, tmp_path / "tied.safetensors")
+    header = weights.read_header(path)
+    stored = sorted(k for k in header if k != "__metadata__")
+    assert stored == ["embed.weight", "mix.bias", "mix.weight", "scale"]
+    assert weights.read_metadata(path)["aliases"] == {"head.weight": "embed.weight"}
+
+    loaded = zoo.load(path)
+    assert loaded.head.weight is loaded.embed.weight
+    assert len(list(loaded.parameters())) == 3
+    assert _same_outputs(tied, loaded, torch.tensor([[1, 2, 12], [0, 5, 7]]))
+
+    fresh = zoo.create_model("tied-net", vocab=13)
+    weights.load_weights(fresh, path)
+    assert fresh.head.weight is fresh.embed.weight
+    assert _same_outputs(tied, fresh, torch.tensor([[3, 4]]))
+
+
+def test_load_weights_into_a_built_model(tmp_path):
+    model = zoo.create_model("linear", dataset="diabetes")
+    path = zoo.export(model, tmp_path / "lin.safetensors")
+    other = zoo.create_model("linear", dataset="diabetes")
+    weights.load_weights(other, path)
+    assert _same_outputs(model, other, torch.randn(4, 10))
+
+
+def test_file_for_another_architecture_lists_missing_and_unexpected_keys(tmp_path):
+    path = zoo.export(zoo.create_model("tinyvgg", dataset="digits"), tmp_path / "cnn.safetensors")
+    model = zoo.create_model("mlp", dataset="iris")
+    with pytest.raises(WeightsError) as err:
+        weights.load_weights(model, path)
+    msg = str(err.value)
+    assert "\n" not in msg and "file is for 'tinyvgg'" in msg
+    assert "missing keys: layers.0.weight" in msg and "unexpected keys: block_1.0.bias" in msg
+
+
+def test_shape_mismatch_is_named(tmp_path):
+    path = zoo.export(zoo.create_model("mlp", dataset="iris", hidden=8), tmp_path / "a.safetensors")
+    model = zoo.create_model("mlp", dataset="iris", hidden=9)
+    with pytest.raises(WeightsError, match=r"'layers.0.weight' has shape \[8, 4\], model expects"):
+        weights.load_weights(model, path)
+
+
+def test_truncated_file(tmp_path):
+    path = zoo.export(zoo.create_model("mlp", dataset="iris"), tmp_path / "a.safetensors")
+    data = path.read_bytes()
+    path.write_bytes(data[:-100])
+    with pytest.raises(WeightsError, match="truncated"):
+        zoo.load(path)
+    path.write_bytes(data[:5])
+    with pytest.raises(WeightsError, match="not a safetensors file"):
+        zoo.load(path)
+
+
+def test_absurd_header_length(tmp_path):
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(struct.pack("<Q", 1 << 60) + b"{}" * 10)
+    with pytest.raises(WeightsError, match="header length 1152921504606846976"):
+        weights.read_metadata(path)
+    path.write_bytes(struct.pack("<Q", 4) + b"nope")
+    with pytest.raises(WeightsError, match="corrupt safetensors header"):
+        weights.read_metadata(path)
+
+
+def test_wrong_dtype(tmp_path):
+    model = zoo.create_model("linear", in_features=3)
+    path = tmp_path / "int.safetensors"
+    state = {k: v.to(torch.int64) for k, v in model.state_dict().items()}
+    save_file(state, str(path))
+    with pytest.raises(
+        WeightsError, match="'linear.weight' has dtype int64, model expects float32"
+    ):
+        weights.load_weights(model, path)
+
+    # a header that declares a dtype safetensors does not know
+    header = json.dumps({"w": {"dtype": "F99", "shape": [1], "data_offsets": [0, 4]}}).encode()
+    path.write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 4)
+    with pytest.raises(WeightsError, match="unknown dtype 'F99'"):
+        weights.load_weights(model, path)
+
+    # a byte range that does not match dtype x shape
+    header = json.dumps({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 4]}}).encode()
+    path.write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 4)
+    with pytest.raises(WeightsError, match="does not match its byte range"):
+        weights.load_weights(model, path)
+
+
+def test_missing_metadata_cannot_rebuild_but_loads_into_a_model(tmp_path):
+    model = zoo.create_model("linear", in_features=3)
+    path = tmp_path / "plain.safetensors"
+    save_file(model.state_dict(), str(path))
+    with pytest.raises(WeightsError, match="no zoo model metadata"):
+        zoo.load(path)
+    other = zoo.create_model("linear", in_features=3)
+    weights.load_weights(other, path)
+    assert _same_outputs(model, other, torch.randn(2, 3))
+
+
+def test_missing_file_and_unserialisable_kwargs(tmp_path):
+    with pytest.raises(WeightsError, match="no such weights file"):
+        zoo.load(tmp_path / "nope.safetensors")
+    model = zoo.create_model("linear", in_features=3)
+    with pytest.raises(WeightsError, match="extra is not JSON-serialisable"):
+        zoo.export(model, tmp_path / "x.safetensors", extra={"fn": print})
+    assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_unknown_model_in_metadata(tmp_path):
+    model = zoo.create_model("linear", in_features=3)
+    path = zoo.export(model, tmp_path / "x.safetensors")
+    header = weights.read_header(path)
+    meta = header["__metadata__"]
+    tensors = {k: torch.zeros(v["shape"]) for k, v in header.items() if k != "__metadata__"}
+    save_file(tensors, str(path), metadata={**meta, "model": "linearr", "plugin": "gone"})
+    with pytest.raises(UsageError, match="did you mean: linear"):
+        zoo.load(path)
+
+
+def test_non_persistent_buffers_are_rebuilt_for_real(make_plugin, tmp_path):
+    make_plugin("tied-dist", TIED_PLUGIN, {"tied": "tiedpkg"})
+    model = zoo.create_model("buffered-net", n=4)
+    path = zoo.export(model, tmp_path / "b.safetensors")
+    assert "offset" not in weights.read_header(path)
+    loaded = zoo.load(path)
+    assert torch.equal(loaded.offset, torch.arange(4.0))
+    assert _same_outputs(model, loaded, torch.randn(3, 4))

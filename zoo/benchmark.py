@@ -1,0 +1,405 @@
+"""``zoo.bench``: benchmark every compatible combination of models, datasets and losses.
+
+The grid is models x datasets x losses x devices x batch sizes x precisions x modes.
+Everything is validated before any work starts (unknown names, patterns that match nothing,
+bad devices, precisions, batch sizes and modes are one-line usage errors); incompatible
+(model, dataset, loss) combinations and devices this machine lacks are listed once in
+``skipped`` with the reason. Each remaining combination becomes one row (see
+:mod:`zoo.benchrun`); a combination that fails is a row with its ``error``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zoo import api, tasks
+from zoo.benchenv import (
+    absent_reason,
+    environment,
+    parse_device,
+    parse_precision,
+    precision_reason,
+    resolve_auto,
+)
+from zoo.benchrun import MODES, ROW_MARKER, Combo, Settings, empty_row, run_combo
+from zoo.errors import IncompatibleError, UsageError
+from zoo.plugins import get_registry
+from zoo.registry import normalize_name
+
+SCHEMA = 1
+_LISTERS = {"model": api.list_models, "dataset": api.list_datasets, "loss": api.list_losses}
+_PATTERN_CHARS = "*?["
+
+
+@dataclass
+class BenchResult:
+    """Rows, skipped combinations, the run's environment and the request that made them."""
+
+    rows: list[dict[str, Any]]
+    skipped: list[dict[str, Any]]
+    environment: dict[str, Any]
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        """Rows whose combination failed."""
+        return [r for r in self.rows if r.get("error")]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``--json`` document: schema, environment, config, rows, skipped."""
+        return {
+            "schema": SCHEMA,
+            "environment": self.environment,
+            "config": self.config,
+            "rows": self.rows,
+            "skipped": self.skipped,
+        }
+
+    def table(self) -> str:
+        """An aligned text table, best value per column (within a mode and dataset) marked."""
+        from zoo.benchreport import format_result
+
+        return format_result(self)
+
+    def write_json(self, path: str | os.PathLike) -> Path:
+        from zoo.fileio import write_json
+
+        return write_json(path, self.to_dict())
+
+    def write_csv(self, path: str | os.PathLike) -> Path:
+        from zoo.benchreport import write_csv
+
+        return write_csv(path, self.rows)
+
+    def plot(self, path: str | os.PathLike) -> Path:
+        """PNG: throughput per model and device; metric vs time for ``fit`` rows."""
+        from zoo.benchreport import write_plot
+
+        return write_plot(path, self.rows)
+
+
+@dataclass
+class Plan:
+    """The combinations to run and the ones skipped, with reasons."""
+
+    combos: list[Combo]
+    skipped: list[dict[str, Any]]
+
+
+def bench(
+    models: str | Sequence[str],
+    datasets: str | Sequence[str],
+    losses: str | Sequence[str] = "auto",
+    *,
+    devices: str | Sequence[str] = "auto",
+    batch_sizes: int | str | Sequence[int | str] = 32,
+    precisions: str | Sequence[str] = "fp32",
+    modes: str | Sequence[str] = ("infer", "train"),
+    epochs: int = 5,
+    lr: float = 1e-3,
+    seed: int = 0,
+    export_dir: str | os.PathLike | None = None,
+    isolate: bool = False,
+    min_run_time: float = 0.2,
+    warmup: float | None = None,
+    threads: int | None = None,
+    progress: bool | Callable[[str], Any] = False,
+) -> BenchResult:
+    """Benchmark every compatible combination; returns a :class:`BenchResult`.
+
+    List arguments take a list or a comma-separated string. ``models`` and ``datasets`` may
+    hold fnmatch patterns (``"fashion-*"``); ``losses`` may say ``"auto"`` (the task's default
+    loss). ``modes``: ``infer`` (latency and samples/s), ``train`` (one optimisation step),
+    ``fit`` (train ``epochs`` with the trainer, then the test metric and the time to it;
+    with ``export_dir`` the weights of each fitted model are exported). ``isolate`` runs each
+    combination in its own process. ``min_run_time`` is the seconds spent timing each
+    measurement after ``warmup``. ``progress`` prints one line per combination to stderr
+    (or calls the given function).
+    """
+    settings = Settings(
+        epochs=_positive_int(epochs, "epochs"),
+        lr=float(lr),
+        seed=int(seed),
+        min_run_time=_positive_float(min_run_time, "min_run_time"),
+        warmup=None if warmup is None else max(0.0, float(warmup)),
+        export_dir=None if export_dir is None else str(export_dir),
+        threads=None if threads is None else _positive_int(threads, "threads"),
+    )
+    plan = make_plan(models, datasets, losses, devices, batch_sizes, precisions, modes)
+    report = _reporter(progress)
+    with _num_threads(settings.threads):
+        env = environment()
+        rows = _run_plan(plan, settings, isolate, report)
+    config = {
+        "models": _as_list(models),
+        "datasets": _as_list(datasets),
+        "losses": _as_list(losses),
+        "devices": _as_list(devices),
+        "batch_sizes": [int(b) for b in _as_list(batch_sizes)],
+        "precisions": _as_list(precisions),
+        "modes": _as_list(modes),
+        "isolate": bool(isolate),
+        **asdict(settings),
+    }
+    return BenchResult(rows=rows, skipped=plan.skipped, environment=env, config=config)
+
+
+@contextmanager
+def _num_threads(threads: int | None) -> Iterator[None]:
+    """``torch.set_num_threads(threads)`` for the run, restored afterwards."""
+    if not threads:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run_plan(
+    plan: Plan, settings: Settings, isolate: bool, report: Callable[[str], Any]
+) -> list[dict[str, Any]]:
+    for skip in plan.skipped:
+        report(f"skipped {_skip_label(skip)}: {skip['reason']}")
+    rows: list[dict[str, Any]] = []
+    cache: dict = {}
+    total = len(plan.combos)
+    for i, combo in enumerate(plan.combos, 1):
+        report(f"[{i}/{total}] {combo.label()} ...")
+        row = run_isolated(combo, settings) if isolate else run_combo(combo, settings, cache)
+        rows.append(row)
+        report(f"[{i}/{total}] {combo.label()}: {_row_summary(row)}")
+    return rows
+
+
+def make_plan(
+    models: str | Sequence[str],
+    datasets: str | Sequence[str],
+    losses: str | Sequence[str] = "auto",
+    devices: str | Sequence[str] = "auto",
+    batch_sizes: int | str | Sequence[int | str] = 32,
+    precisions: str | Sequence[str] = "fp32",
+    modes: str | Sequence[str] = ("infer", "train"),
+) -> Plan:
+    """Validate the request and expand it into combinations plus skipped ones (no work done)."""
+    registry = get_registry()
+    model_names = _resolve("model", _as_list(models))
+    dataset_names = _resolve("dataset", _as_list(datasets))
+    loss_items = _as_list(losses) or ["auto"]
+    loss_names = ["auto"] * ("auto" in loss_items) + _resolve(
+        "loss", [x for x in loss_items if x != "auto"], allow_empty=True
+    )
+    device_items = [parse_device(d) for d in _as_list(devices) or ["auto"]]
+    sizes = _unique(_batch_size(b) for b in _as_list(batch_sizes))
+    if not sizes:
+        raise UsageError("give at least one batch size")
+    precision_list = _unique(parse_precision(p) for p in _as_list(precisions) or ["fp32"])
+    mode_list = _unique(_mode(m) for m in _as_list(modes))
+    if not mode_list:
+        raise UsageError(f"give at least one mode: {', '.join(MODES)}")
+    device_list = _unique(resolve_auto(d) for d in device_items)
+
+    skipped: list[dict[str, Any]] = []
+    seen_reasons: set[str] = set()
+
+    def skip(reason: str, **where: Any) -> None:
+        if reason not in seen_reasons:
+            seen_reasons.add(reason)
+            skipped.append(
+                {
+                    "model": None,
+                    "dataset": None,
+                    "loss": None,
+                    "device": None,
+                    "precision": None,
+                    **where,
+                    "reason": reason,
+                }
+            )
+
+    triples: list[tuple[str, str, list[str]]] = []
+    for model in model_names:
+        m_entry = registry.get("model", model)
+        for dataset in dataset_names:
+            d_entry = registry.get("dataset", dataset)
+            reason = tasks.incompatibility(m_entry, d_entry)
+            if reason:
+                skip(reason, model=model, dataset=dataset)
+                continue
+            default = tasks.TASKS[d_entry.tasks[0]].default_loss
+            pair_losses = []
+            for loss in _unique(default if name == "auto" else name for name in loss_names):
+                reason = tasks.incompatibility(m_entry, d_entry, registry.get("loss", loss))
+                if reason:
+                    skip(reason, model=model, dataset=dataset, loss=loss)
+                else:
+                    pair_losses.append(loss)
+            triples.append((model, dataset, pair_losses))
+    runnable = bool(triples) if "infer" in mode_list else any(ls for _, _, ls in triples)
+    if not runnable:
+        first = skipped[0]["reason"] if skipped else "nothing matched"
+        more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
+        raise IncompatibleError(f"no compatible combination to run: {first}{more}")
+
+    present = []
+    for device in device_list:
+        reason = absent_reason(device)
+        if reason:
+            skip(reason, device=device)
+        else:
+            present.append(device)
+
+    runs_on = {}
+    for device in present:
+        runs_on[device] = []
+        for precision in precision_list:
+            reason = precision_reason(precision, device)
+            if reason:
+                skip(reason, device=device, precision=precision)
+            else:
+                runs_on[device].append(precision)
+
+    combos = []
+    for model, dataset, pair_losses in triples:
+        for device in present:
+            for size in sizes:
+                for precision in runs_on[device]:
+                    for mode in mode_list:
+                        for loss in [None] if mode == "infer" else pair_losses:
+                            combos.append(
+                                Combo(model, dataset, loss, device, size, precision, mode)
+                            )
+    return Plan(combos=combos, skipped=skipped)
+
+
+def run_isolated(combo: Combo, settings: Settings) -> dict[str, Any]:
+    """Run one combination in a fresh Python process (``python -m zoo.benchrun``)."""
+    spec = json.dumps({"combo": asdict(combo), "settings": asdict(settings)})
+    proc = subprocess.run(
+        [sys.executable, "-m", "zoo.benchrun", spec],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(ROW_MARKER):
+            return json.loads(line[len(ROW_MARKER) :])
+    row = empty_row(combo)
+    tail = [line for line in proc.stderr.splitlines() if line.strip()]
+    last = tail[-1].strip() if tail else "no output"
+    row["error"] = f"isolated run exited with code {proc.returncode}: {last}"
+    return row
+
+
+# -- validation helpers ----------------------------------------------------------------------
+
+
+def _as_list(value: Any) -> list[Any]:
+    """``"a,b"`` / ``["a", "b,c"]`` / ``3`` -> a flat list (empty parts dropped)."""
+    if value is None:
+        return []
+    if isinstance(value, str | int | float):
+        value = [value]
+    out: list[Any] = []
+    for item in value:
+        if isinstance(item, str):
+            out.extend(part.strip() for part in item.split(",") if part.strip())
+        else:
+            out.append(item)
+    return out
+
+
+def _unique(items: Iterable[Any]) -> list[Any]:
+    return list(dict.fromkeys(items))
+
+
+def _resolve(kind: str, items: list[str], allow_empty: bool = False) -> list[str]:
+    """Names (validated) and fnmatch patterns (expanded; matching nothing is an error)."""
+    if not items and not allow_empty:
+        raise UsageError(f"give at least one {kind} (--{kind})")
+    registry = get_registry()
+    names: list[str] = []
+    for item in items:
+        if any(c in item for c in _PATTERN_CHARS):
+            found = _LISTERS[kind](item)
+            if not found:
+                raise UsageError(
+                    f"{kind} pattern {item!r} matches no registered {kind}; "
+                    f"see `zoo list {'losses' if kind == 'loss' else kind + 's'}`"
+                )
+            names.extend(found)
+        else:
+            registry.get(kind, item)  # unknown / ambiguous names raise here
+            names.append(normalize_name(item))
+    return _unique(names)
+
+
+def _batch_size(value: Any) -> int:
+    size = 0
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        size = int(value)
+    if size < 1:
+        raise UsageError(f"batch size must be a positive integer, got {value!r}")
+    return size
+
+
+def _mode(value: str) -> str:
+    mode = str(value).strip().lower()
+    if mode not in MODES:
+        raise UsageError(f"unknown mode {value!r}; use one of {', '.join(MODES)}")
+    return mode
+
+
+def _positive_int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UsageError(f"{what} must be a positive integer, got {value!r}")
+    return value
+
+
+def _positive_float(value: Any, what: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = -1.0
+    if not number > 0:
+        raise UsageError(f"{what} must be a positive number, got {value!r}")
+    return number
+
+
+# -- progress --------------------------------------------------------------------------------
+
+
+def _reporter(progress: bool | Callable[[str], Any]) -> Callable[[str], Any]:
+    if callable(progress):
+        return progress
+    if progress:
+        return lambda line: print(line, file=sys.stderr, flush=True)
+    return lambda line: None
+
+
+def _skip_label(skip: dict[str, Any]) -> str:
+    parts = [skip.get(k) for k in ("model", "dataset", "loss", "device", "precision")]
+    return "/".join(str(p) for p in parts if p)
+
+
+def _row_summary(row: dict[str, Any]) -> str:
+    if row.get("error"):
+        return f"error: {row['error']}"
+    if row["mode"] == "fit":
+        return f"{row['metric_name']} {row['metric']:.4g} in {row['fit_seconds']:.3g} s"
+    noisy = " (noisy)" if row.get("noisy") else ""
+    return f"{row['latency_ms_median']:.4g} ms/batch, {row['samples_per_s']:.4g} samples/s{noisy}"

@@ -1,0 +1,386 @@
+"""Benchmark output: the terminal table, CSV, the PNG plot, and comparing two JSON results."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from zoo.benchrun import ROW_FIELDS
+from zoo.errors import UsageError
+from zoo.fileio import atomic_path, write_text
+
+if TYPE_CHECKING:
+    from zoo.benchmark import BenchResult
+
+BEST = "*"
+KEY_FIELDS = ("model", "dataset", "loss", "device", "batch_size", "precision", "mode")
+
+
+# -- number formatting -----------------------------------------------------------------------
+
+
+def _si(value: float, unit: str = "") -> str:
+    for factor, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.3g}{suffix}{unit}"
+    return f"{value:.3g}{unit}"
+
+
+def _bytes(value: float) -> str:
+    for factor, suffix in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if abs(value) >= factor:
+            return f"{value / factor:.3g} {suffix}"
+    return f"{int(value)} B"
+
+
+def _num(value: float) -> str:
+    return f"{value:.3g}"
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    field: str | None  # row key, or None for a computed value
+    fmt: Callable[[Any], str] = str
+    best: str | None = None  # "min" / "max": mark the best value within a (mode, dataset) group
+    numeric: bool = False
+    get: Callable[[dict[str, Any]], Any] | None = None
+    per_batch: bool = False  # best among rows of the same batch size only (latencies)
+
+    def value(self, row: dict[str, Any]) -> Any:
+        return self.get(row) if self.get else row.get(self.field or "")
+
+
+def _iqr_pct(row: dict[str, Any]) -> float | None:
+    med, iqr = row.get("latency_ms_median"), row.get("latency_ms_iqr")
+    return 100 * iqr / med if med and iqr is not None else None
+
+
+def _flags(row: dict[str, Any]) -> str:
+    flags = []
+    if row.get("error"):
+        flags.append("error")
+    if row.get("noisy"):
+        flags.append("noisy")
+    if row.get("note"):
+        flags.append("oom" if "out of memory" in row["note"] else "note")
+    return ",".join(flags)
+
+
+COLUMNS = (
+    Column("model", "model"),
+    Column("dataset", "dataset"),
+    Column("loss", "loss", lambda v: v or "-"),
+    Column("device", "device"),
+    Column("prec", "precision"),
+    Column("batch", "effective_batch_size", str, numeric=True),
+    Column("mode", "mode"),
+    Column("ms/batch", "latency_ms_median", _num, "min", True, per_batch=True),
+    Column("iqr%", None, lambda v: f"{v:.1f}", numeric=True, get=_iqr_pct),
+    Column("p90 ms", "latency_ms_p90", _num, "min", True, per_batch=True),
+    Column("p99 ms", "latency_ms_p99", _num, "min", True, per_batch=True),
+    Column("samples/s", "samples_per_s", _si, "max", True),
+    Column("metric", None, lambda v: v, numeric=True, get=lambda r: _metric_cell(r)),
+    Column("fit s", "fit_seconds", _num, "min", True),
+    Column("params", "params", _si, numeric=True),
+    Column("size", "weights_bytes", _bytes, numeric=True),
+    Column("peak mem", "peak_memory_bytes", _bytes, "min", True),
+    Column("flags", None, get=_flags),
+)
+
+
+def _metric_cell(row: dict[str, Any]) -> str | None:
+    if row.get("metric") is None:
+        return None
+    return f"{row['metric_name']} {row['metric']:.4f}"
+
+
+def _best_keys(rows: Sequence[dict[str, Any]]) -> set[tuple[int, str]]:
+    """(row index, header) of each best cell among comparable rows.
+
+    Rows compare within one (mode, dataset); latency columns also within one batch size, since
+    a bigger batch always takes longer per batch. Failed rows and lone rows get no mark.
+    """
+    marks: set[tuple[int, str]] = set()
+    ok = [i for i, row in enumerate(rows) if not row.get("error")]
+    for col in COLUMNS:
+        if not col.best and col.header != "metric":
+            continue
+        field = "metric" if col.header == "metric" else col.field
+        direction = "max" if col.header == "metric" else col.best  # primary metrics: higher
+        groups: dict[tuple[Any, ...], list[tuple[float, int]]] = {}
+        for i in ok:
+            value = rows[i].get(field or "")
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                continue
+            key = (rows[i]["mode"], rows[i]["dataset"])
+            if col.per_batch:
+                key += (rows[i].get("effective_batch_size"),)
+            groups.setdefault(key, []).append((value, i))
+        for values in groups.values():
+            if len(values) < 2:
+                continue
+            top = (min if direction == "min" else max)(v for v, _ in values)
+            marks.update((i, col.header) for v, i in values if v == top)
+    return marks
+
+
+def format_rows(rows: Sequence[dict[str, Any]]) -> str:
+    """The aligned table of benchmark rows; ``*`` marks the best value per column and group."""
+    marks = _best_keys(rows)
+    cells: list[list[str]] = []
+    for i, row in enumerate(rows):
+        line = []
+        for col in COLUMNS:
+            value = col.value(row)
+            text = "" if value is None or value == "" else col.fmt(value)
+            if (i, col.header) in marks:
+                text += BEST
+            elif col.best or col.header == "metric":
+                text += " " if text else ""
+            line.append(text)
+        cells.append(line)
+    shown = [
+        j
+        for j, col in enumerate(COLUMNS)
+        if j < 7 or any(c[j].strip() for c in cells)  # drop columns empty in every row
+    ]
+    headers = [COLUMNS[j].header for j in shown]
+    widths = [max([len(headers[k])] + [len(c[j]) for c in cells]) for k, j in enumerate(shown)]
+
+    def fmt_line(values: Sequence[str]) -> str:
+        parts = []
+        for k, j in enumerate(shown):
+            v = values[k]
+            parts.append(v.rjust(widths[k]) if COLUMNS[j].numeric else v.ljust(widths[k]))
+        return "  ".join(parts).rstrip()
+
+    out = [fmt_line(headers), fmt_line(["-" * w for w in widths])]
+    out.extend(fmt_line([c[j] for j in shown]) for c in cells)
+    return "\n".join(out)
+
+
+def format_result(result: BenchResult) -> str:
+    """Table, then a legend, the errors and the skipped combinations (one line each)."""
+    parts = []
+    if result.rows:
+        parts.append(format_rows(result.rows))
+        parts.append(
+            f"{BEST} best in its column among rows of the same mode and dataset (latencies: and "
+            "batch size); noisy: IQR/median > 10%"
+        )
+    else:
+        parts.append("no combination ran")
+    for row in result.errors:
+        parts.append(f"error  {_label(row)}: {row['error']}")
+    for row in result.rows:
+        if row.get("note"):
+            parts.append(f"note   {_label(row)}: {row['note']}")
+    for skip in result.skipped:
+        keys = ("model", "dataset", "loss", "device", "precision")
+        where = "/".join(str(skip[k]) for k in keys if skip.get(k))
+        parts.append(f"skipped  {where}: {skip['reason']}")
+    return "\n".join(parts)
+
+
+def _label(row: dict[str, Any]) -> str:
+    return " ".join(str(row[k]) for k in KEY_FIELDS if row.get(k) is not None)
+
+
+# -- CSV and plot ----------------------------------------------------------------------------
+
+
+def write_csv(path: str | os.PathLike, rows: Sequence[dict[str, Any]]) -> Path:
+    """One line per row, columns in :data:`zoo.benchrun.ROW_FIELDS` order (atomic write)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=ROW_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in ROW_FIELDS})
+    return write_text(path, buf.getvalue())
+
+
+def write_plot(path: str | os.PathLike, rows: Sequence[dict[str, Any]]) -> Path:
+    """PNG: samples/s per model and device (infer/train rows), metric vs time (fit rows)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    ok = [r for r in rows if not r.get("error")]
+    speed = [r for r in ok if r["mode"] in ("infer", "train") and r.get("samples_per_s")]
+    fits = [r for r in ok if r["mode"] == "fit" and r.get("curve")]
+    panels = (1 if speed else 0) + (1 if fits else 0) or 1
+    height = max(3.0, 0.3 * len(speed) + 1.5) if speed else 4.0
+    fig = Figure(figsize=(7 * panels, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = [fig.add_subplot(1, panels, i + 1) for i in range(panels)]
+    if speed:
+        ax = axes[0]
+        devices = sorted({r["device"] for r in speed})
+        colours = {d: f"C{i}" for i, d in enumerate(devices)}
+        labels = [
+            f"{r['model']}/{r['dataset']} {r['mode']} {r['precision']} b{r['effective_batch_size']}"
+            for r in speed
+        ]
+        ys = range(len(speed))
+        ax.barh(
+            ys, [r["samples_per_s"] for r in speed], color=[colours[r["device"]] for r in speed]
+        )
+        ax.set_yticks(list(ys), labels, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        ax.set_xlabel("samples/s (log scale)")
+        ax.set_title("Throughput per model and device")
+        from matplotlib.patches import Patch
+
+        ax.legend(handles=[Patch(color=colours[d], label=d) for d in devices], fontsize=8)
+    if fits:
+        ax = axes[-1]
+        for r in fits:
+            xs, ys_ = zip(*r["curve"], strict=True)
+            label = (
+                f"{r['model']}/{r['dataset']}/{r['loss']} {r['device']} {r['precision']} "
+                f"b{r['effective_batch_size']}"
+            )
+            style = ("-", "--", ":", "-.")[(len(ax.get_lines()) // 10) % 4]
+            ax.plot(xs, ys_, marker="o", linestyle=style, label=label)
+        ax.set_xlabel("seconds of training")
+        ax.set_ylabel(", ".join(sorted({r["metric_name"] for r in fits})))
+        ax.set_title("Test metric vs time (fit)")
+        ax.legend(fontsize=8)
+    if not speed and not fits:
+        axes[0].text(0.5, 0.5, "no successful rows to plot", ha="center", va="center")
+        axes[0].set_axis_off()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    return path
+
+
+# -- compare ---------------------------------------------------------------------------------
+
+
+def load_result(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a ``zoo bench --json`` file, checking its schema (one-line UsageError otherwise)."""
+    from zoo.benchmark import SCHEMA
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"no such file: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{path}: not a JSON file ({exc})") from None
+    if not isinstance(data, dict) or "rows" not in data or not isinstance(data["rows"], list):
+        raise UsageError(f"{path}: not a zoo bench result (no rows)")
+    if data.get("schema") != SCHEMA:
+        raise UsageError(
+            f"{path}: zoo bench schema {data.get('schema')!r}, this zoo reads schema {SCHEMA}"
+        )
+    return data
+
+
+@dataclass
+class Comparison:
+    """Per matching row: old and new time, ratio new/old, and whether it regressed."""
+
+    rows: list[dict[str, Any]]
+    only_old: list[dict[str, Any]]
+    only_new: list[dict[str, Any]]
+    threshold: float
+
+    @property
+    def regressed(self) -> list[dict[str, Any]]:
+        return [r for r in self.rows if r["status"] == "slower"]
+
+
+def _time_of(row: dict[str, Any]) -> tuple[str, float | None]:
+    if row.get("mode") == "fit":
+        return "fit_seconds", row.get("fit_seconds")
+    return "latency_ms_median", row.get("latency_ms_median")
+
+
+def compare(old: dict[str, Any], new: dict[str, Any], threshold: float = 0.07) -> Comparison:
+    """Match rows by (model, dataset, loss, device, batch size, precision, mode) and compare
+    their time (median latency, or fit seconds): ``ratio = new / old``; above ``1 + threshold``
+    the row is ``slower`` (a regression), below ``1 / (1 + threshold)`` it is ``faster``."""
+    if threshold < 0:
+        raise UsageError(f"threshold must be >= 0, got {threshold}")
+
+    def key(row: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(row.get(k) for k in KEY_FIELDS)
+
+    old_rows = {key(r): r for r in old["rows"]}
+    new_rows = {key(r): r for r in new["rows"]}
+    out = []
+    for k, n in new_rows.items():
+        o = old_rows.get(k)
+        if o is None:
+            continue
+        field, t_new = _time_of(n)
+        _, t_old = _time_of(o)
+        entry: dict[str, Any] = dict(zip(KEY_FIELDS, k, strict=True))
+        entry.update(measure=field, old=t_old, new=t_new, ratio=None)
+        if o.get("error") or n.get("error") or not t_old or t_new is None:
+            entry["status"] = "error" if n.get("error") else "n/a"
+        else:
+            ratio = t_new / t_old
+            entry["ratio"] = ratio
+            if ratio > 1 + threshold:
+                entry["status"] = "slower"
+            elif ratio < 1 / (1 + threshold):
+                entry["status"] = "faster"
+            else:
+                entry["status"] = "same"
+            entry["noisy"] = bool(n.get("noisy") or o.get("noisy"))
+        if n.get("metric") is not None and o.get("metric") is not None:
+            entry["metric_delta"] = n["metric"] - o["metric"]
+        out.append(entry)
+    only_old = [r for k, r in old_rows.items() if k not in new_rows]
+    only_new = [r for k, r in new_rows.items() if k not in old_rows]
+    return Comparison(rows=out, only_old=only_old, only_new=only_new, threshold=threshold)
+
+
+def format_comparison(cmp: Comparison) -> str:
+    """A table of the compared rows plus a summary line."""
+    from zoo.cli.output import format_table
+
+    headers = ["model", "dataset", "loss", "device", "prec", "batch", "mode", "old", "new"]
+    headers += ["new/old", "status"]
+    table = []
+    for r in cmp.rows:
+        unit = "s" if r["measure"] == "fit_seconds" else "ms"
+        old = f"{r['old']:.4g} {unit}" if r["old"] is not None else ""
+        new = f"{r['new']:.4g} {unit}" if r["new"] is not None else ""
+        ratio = f"{r['ratio']:.3f}" if r["ratio"] is not None else ""
+        status = r["status"].upper() if r["status"] == "slower" else r["status"]
+        status += " (noisy)" if r.get("noisy") else ""
+        table.append(
+            [
+                r["model"],
+                r["dataset"],
+                r["loss"] or "-",
+                r["device"],
+                r["precision"],
+                r["batch_size"],
+                r["mode"],
+                old,
+                new,
+                ratio,
+                status,
+            ]
+        )
+    lines = [format_table(table, headers)] if table else ["no matching rows"]
+    for r in cmp.only_old:
+        lines.append(f"only in old: {_label(r)}")
+    for r in cmp.only_new:
+        lines.append(f"only in new: {_label(r)}")
+    lines.append(
+        f"{len(cmp.regressed)} of {len(cmp.rows)} matching rows slower by more than "
+        f"{cmp.threshold:.0%}"
+    )
+    return "\n".join(lines)

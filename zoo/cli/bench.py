@@ -1,0 +1,190 @@
+"""``zoo bench`` (run the benchmark grid) and ``zoo bench compare OLD.json NEW.json``."""
+
+from __future__ import annotations
+
+import click
+
+from zoo.errors import UsageError
+
+LIST_HELP = "comma-separated or repeated"
+
+
+@click.group(
+    "bench",
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.option(
+    "--model",
+    "-m",
+    "models",
+    multiple=True,
+    metavar="NAMES",
+    help=f"Model names or patterns ({LIST_HELP}).",
+)
+@click.option(
+    "--dataset", "-d", "datasets", multiple=True, metavar="NAMES", help=f"Datasets ({LIST_HELP})."
+)
+@click.option(
+    "--loss", "losses", multiple=True, metavar="NAMES", help="Losses, or auto (the task's default)."
+)
+@click.option(
+    "--device", "devices", multiple=True, metavar="DEVICES", help="cpu, cuda, cuda:N, mps, auto."
+)
+@click.option(
+    "--batch-size", "-b", "batch_sizes", multiple=True, metavar="SIZES", help="Batch sizes [32]."
+)
+@click.option(
+    "--precision",
+    "precisions",
+    multiple=True,
+    metavar="PRECISIONS",
+    help="fp32, bf16, fp16 [fp32].",
+)
+@click.option(
+    "--mode", "modes", multiple=True, metavar="MODES", help="infer, train, fit [infer,train]."
+)
+@click.option("--epochs", type=int, default=5, show_default=True, help="Epochs of each fit.")
+@click.option(
+    "--lr", type=float, default=1e-3, show_default=True, help="Learning rate (train/fit)."
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--export",
+    "export_dir",
+    default=None,
+    metavar="DIR",
+    help="Export every fitted model into DIR.",
+)
+@click.option(
+    "--json", "json_path", default=None, metavar="FILE", help="Write JSON to FILE ('-': stdout)."
+)
+@click.option("--csv", "csv_path", default=None, metavar="FILE", help="Write CSV to FILE.")
+@click.option(
+    "--plot", "plot_path", default=None, metavar="FILE.png", help="Write a PNG plot to FILE."
+)
+@click.option("--isolate", is_flag=True, help="Run each combination in its own process.")
+@click.option(
+    "--min-run-time", type=float, default=0.2, show_default=True, help="Seconds timed per row."
+)
+@click.option("--warmup", type=float, default=None, help="Warm-up seconds [min-run-time/4].")
+@click.option("--threads", type=int, default=None, help="torch.set_num_threads for the run.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+@click.pass_context
+def bench_cmd(ctx: click.Context, **opts) -> None:
+    """Benchmark every compatible model x dataset x loss x device x batch size x precision.
+
+    \b
+    zoo bench --model 'mlp,tinyvgg' --dataset digits,circles --mode infer,train,fit
+    zoo bench compare OLD.json NEW.json [--threshold 0.07]
+    """
+    if ctx.invoked_subcommand is not None:
+        given = [k for k in ("models", "datasets", "losses", "devices") if opts[k]]
+        if given:
+            raise UsageError("bench options go without a subcommand: zoo bench --model ...")
+        return
+    if not opts["models"]:
+        raise UsageError("give --model (names or fnmatch patterns, comma-separated)")
+    if not opts["datasets"]:
+        raise UsageError("give --dataset (names or patterns, comma-separated)")
+    _run(opts)
+
+
+def _run(opts: dict) -> None:
+    from zoo.benchmark import bench
+
+    to_stdout = opts["json_path"] == "-"
+    progress = None if opts["quiet"] else (lambda line: click.echo(line, err=True))
+    modes = opts["modes"] or ("infer,train",)
+    if opts["export_dir"] and not any("fit" in m for m in modes):
+        click.echo("warning: --export only applies to --mode fit", err=True)
+    result = bench(
+        opts["models"],
+        opts["datasets"],
+        opts["losses"] or "auto",
+        devices=opts["devices"] or "auto",
+        batch_sizes=opts["batch_sizes"] or (32,),
+        precisions=opts["precisions"] or "fp32",
+        modes=modes,
+        epochs=opts["epochs"],
+        lr=opts["lr"],
+        seed=opts["seed"],
+        export_dir=opts["export_dir"],
+        isolate=opts["isolate"],
+        min_run_time=opts["min_run_time"],
+        warmup=opts["warmup"],
+        threads=opts["threads"],
+        progress=progress or False,
+    )
+    if to_stdout:
+        from zoo.cli.output import echo_json
+
+        echo_json(result.to_dict())
+    else:
+        click.echo(result.table())
+        if opts["json_path"]:
+            result.write_json(opts["json_path"])
+    written = []
+    if opts["json_path"] and not to_stdout:
+        written.append(opts["json_path"])
+    if opts["csv_path"]:
+        written.append(str(result.write_csv(opts["csv_path"])))
+    if opts["plot_path"]:
+        written.append(str(result.plot(opts["plot_path"])))
+    if written and progress:
+        progress(f"wrote {', '.join(written)}")
+    if result.errors:
+        click.echo(f"error: {len(result.errors)} of {len(result.rows)} rows failed", err=True)
+        click.get_current_context().exit(1)
+
+
+def _threshold(text: str) -> float:
+    value = text.strip()
+    try:
+        return float(value[:-1]) / 100 if value.endswith("%") else float(value)
+    except ValueError:
+        raise UsageError(f"threshold must be a number such as 0.07 or 7%, got {text!r}") from None
+
+
+@bench_cmd.command("compare")
+@click.argument("old")
+@click.argument("new")
+@click.option(
+    "--threshold",
+    default="0.07",
+    show_default=True,
+    metavar="X|N%",
+    help="Rows slower by more than this fraction are flagged.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+def compare_cmd(old: str, new: str, threshold: str, as_json: bool) -> None:
+    """Compare two `zoo bench --json` files; exit 1 when any matching row got slower."""
+    from zoo.benchreport import compare, format_comparison, load_result
+
+    cmp = compare(load_result(old), load_result(new), _threshold(threshold))
+    if as_json:
+        from zoo.cli.output import echo_json
+
+        echo_json(
+            {
+                "threshold": cmp.threshold,
+                "rows": cmp.rows,
+                "regressed": len(cmp.regressed),
+                "only_old": [_key(r) for r in cmp.only_old],
+                "only_new": [_key(r) for r in cmp.only_new],
+            }
+        )
+    else:
+        click.echo(format_comparison(cmp))
+    if cmp.regressed:
+        click.echo(
+            f"regression: {len(cmp.regressed)} row(s) slower by more than {cmp.threshold:.0%}",
+            err=True,
+        )
+        click.get_current_context().exit(1)
+
+
+def _key(row: dict) -> dict:
+    from zoo.benchreport import KEY_FIELDS
+
+    return {k: row.get(k) for k in KEY_FIELDS}

@@ -1,0 +1,130 @@
+"""``zoo export``, ``fetch``, ``publish`` and ``cache``: thin commands over zoo.weights, zoo.hub."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from zoo.cli.output import echo_json, echo_table, split_csv
+from zoo.errors import UsageError
+
+
+def _weights_of(source: str) -> Path:
+    path = Path(source)
+    if path.is_dir():
+        weights = path / "model.safetensors"
+        if not weights.is_file():
+            raise UsageError(f"{path} is not a run dir: it has no model.safetensors")
+        return weights
+    if not path.is_file():
+        raise UsageError(f"no such run dir or weights file: {path}")
+    return path
+
+
+@click.command("export")
+@click.argument("source", metavar="RUN|WEIGHTS")
+@click.option(
+    "--format", "fmt", type=click.Choice(["safetensors", "onnx"]), default="safetensors",
+    show_default=True, help="Output format.",
+)  # fmt: skip
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Output file.")
+@click.option("--input-shape", help="ONNX example input shape of one sample, e.g. 1,8,8.")
+@click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset.")
+def export_cmd(
+    source: str, fmt: str, output: str | None, input_shape: str | None, opset: int
+) -> None:
+    """Export a run's (or a weights file's) model as safetensors or ONNX."""
+    from zoo import weights
+
+    src = _weights_of(source)
+    meta = weights.read_metadata(src)
+    model = weights.load(src)
+    stem = "-".join(str(p) for p in (meta.get("model"), meta.get("dataset")) if p)
+    if fmt == "onnx":
+        from zoo.export_onnx import export_onnx
+
+        out = Path(output) if output else src.with_suffix(".onnx")
+        shape = [int(s) for s in split_csv(input_shape)] if input_shape else None
+        export_onnx(model, out, input_shape=shape, opset=opset)
+    else:
+        out = Path(output) if output else Path(f"{stem}.safetensors")
+        if out.resolve() == src.resolve():
+            raise UsageError(f"refusing to overwrite the source {src}; pass -o PATH")
+        weights.export(
+            model, out, dataset=meta.get("dataset"), metrics=meta.get("metrics"),
+            extra=meta.get("extra"),
+        )  # fmt: skip
+    click.echo(str(out))
+
+
+@click.command("fetch")
+@click.argument("names", nargs=-1, required=True, metavar="NAME...")
+@click.option("--registry", multiple=True, help="Extra registry (dir, file:// or http(s):// URL).")
+@click.option("--offline", is_flag=True, default=None, help="Serve from the cache only.")
+def fetch_cmd(names: tuple[str, ...], registry: tuple[str, ...], offline: bool | None) -> None:
+    """Download and verify pretrained entries (model.tag) into the cache; print their paths."""
+    from zoo import hub
+
+    registries = split_csv(registry)
+    for name in names:
+        path = hub.fetch(name, registry=registries or None, offline=offline or None)
+        click.echo(f"fetched {name}", err=True)
+        click.echo(str(path))
+
+
+@click.command("publish")
+@click.argument("source", metavar="RUN|WEIGHTS")
+@click.option("--registry", "registry", required=True, help="Registry directory to publish into.")
+@click.option("--tag", required=True, help="Entry tag: the entry is named MODEL.TAG.")
+@click.option("--force", is_flag=True, help="Replace an existing entry of that name.")
+@click.option("--license", "license_", help="License of the weights (default MIT).")
+@click.option("--recipe", type=click.Path(dir_okay=False), help="Recipe file to copy in.")
+@click.option("--summary", help="One-line description.")
+def publish_cmd(
+    source: str,
+    registry: str,
+    tag: str,
+    force: bool,
+    license_: str | None,
+    recipe: str | None,
+    summary: str | None,
+) -> None:
+    """Copy weights into a registry directory and add their entry to its index.json."""
+    from zoo import hub
+
+    entry = hub.publish(
+        source, registry, tag, force=force, license=license_, recipe=recipe, summary=summary
+    )
+    shown = ", ".join(f"{k}={v:.4g}" for k, v in entry.metrics.items())
+    click.echo(f"published {entry.name} ({shown or 'no metrics'})", err=True)
+    click.echo(entry.files[0].url)
+
+
+@click.command("cache")
+@click.argument("action", type=click.Choice(["list", "verify", "clear"]), default="list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (list).")
+def cache_cmd(action: str, as_json: bool) -> None:
+    """Show (list), re-hash (verify: corrupt files are removed) or empty (clear) the cache."""
+    from zoo import hub
+
+    if action == "list":
+        items = hub.cached_files()
+        if as_json:
+            echo_json([i.to_dict() for i in items])
+            return
+        echo_table(
+            [(i.name, i.size, i.sha256[:12], str(i.path)) for i in items],
+            ["name", "bytes", "sha256", "path"],
+        )
+    elif action == "verify":
+        total = len(hub.cached_files())
+        bad = hub.verify_cache()
+        for item, reason in bad:
+            click.echo(f"removed {item.path} ({item.name or item.url}): {reason}", err=True)
+        click.echo(f"{total - len(bad)} of {total} cached files verified")
+        if bad:
+            raise click.exceptions.Exit(1)
+    else:
+        freed = hub.clear_cache()
+        click.echo(f"cleared {hub.cache_dir()} ({freed} bytes)")

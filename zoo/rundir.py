@@ -1,0 +1,105 @@
+"""The files of a run directory: ``run.json``, ``metrics.csv`` and ``loss_curves.png``.
+
+Every file is written atomically. matplotlib is imported only to draw the curves (Agg backend).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+from zoo.fileio import atomic_path, write_json, write_text
+
+RUN_JSON = "run.json"
+METRICS_CSV = "metrics.csv"
+WEIGHTS = "model.safetensors"
+CURVES = "loss_curves.png"
+
+
+def versions(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Versions that decide a run's numbers: Python, zoo, torch, numpy and the plugins used."""
+    import numpy
+    import torch
+
+    import zoo
+
+    out = {
+        "python": platform.python_version(),
+        "zoo": zoo.__version__,
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "cuda": torch.version.cuda or "",
+        "platform": platform.platform(),
+    }
+    out.update(extra or {})
+    return out
+
+
+def write_run_json(run_dir: str | os.PathLike, data: dict[str, Any]) -> Path:
+    return write_json(Path(run_dir) / RUN_JSON, data)
+
+
+def read_run_json(run_dir: str | os.PathLike) -> dict[str, Any]:
+    import json
+
+    return json.loads((Path(run_dir) / RUN_JSON).read_text(encoding="utf-8"))
+
+
+def write_metrics_csv(run_dir: str | os.PathLike, history: list[dict[str, Any]]) -> Path:
+    """One row per epoch; columns are the union of the rows' keys in first-seen order."""
+    columns: list[str] = []
+    for row in history:
+        columns.extend(k for k in row if k not in columns)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: _fmt(row.get(k)) for k in columns})
+    return write_text(Path(run_dir) / METRICS_CSV, buf.getvalue())
+
+
+def _fmt(value: Any) -> Any:
+    if isinstance(value, float):
+        return repr(value)
+    return "" if value is None else value
+
+
+def plot_curves(
+    run_dir: str | os.PathLike, history: list[dict[str, Any]], metric: str
+) -> Path | None:
+    """Train/test loss and ``metric`` per epoch, side by side, as ``loss_curves.png``."""
+    if not history:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    epochs = [row["epoch"] for row in history]
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    for ax, name in zip(fig.subplots(1, 2), ("loss", metric), strict=True):
+        for split, style in (("train", "-o"), ("test", "-s")):
+            key = f"{split}_{name}"
+            values = [row.get(key) for row in history]
+            if any(v is not None for v in values):
+                ax.plot(
+                    epochs, [float("nan") if v is None else v for v in values], style, label=split
+                )
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    path = Path(run_dir) / CURVES
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    return path
+
+
+def command_line() -> list[str]:
+    return list(sys.argv)

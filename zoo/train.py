@@ -1,0 +1,851 @@
+"""The shared trainer: the canonical PyTorch loop, with everything around it made explicit.
+
+Each step is the loop every PyTorch user writes::
+
+    model.train()
+    output = model(x)
+    loss = loss_fn(output, y)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+and evaluation runs under ``model.eval()`` and ``torch.inference_mode()`` with model and data
+on one device. Around it: device and precision selection, seeding, slicing batches for
+in-memory data (``DataLoader`` otherwise), per-epoch metrics on train and test, early
+stopping, a NaN/inf guard, checkpoints (safetensors + JSON) with exact resume, a run
+directory, progress on stderr and ``DistributedDataParallel`` under ``torchrun``.
+
+The per-step cost is kept to the loop itself: the loss is kept on the device (no ``.item()``
+per step); it is inspected only every few steps for progress and the NaN/inf guard.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from zoo import api, tasks
+from zoo.errors import IncompatibleError, UsageError, ZooError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+EVAL_BATCH_SIZE = 256
+
+
+@dataclass
+class FitResult:
+    """What :meth:`Trainer.fit` returns."""
+
+    model: nn.Module
+    metrics: dict[str, float]  # final test metrics, including "loss"
+    history: list[dict[str, Any]]  # one row per epoch
+    seconds: float  # wall time of this fit() call
+    run_dir: Path | None
+    best_epoch: int | None = None
+    stopped_early: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# -- evaluation and prediction (shared by the trainer, `zoo evaluate` and `zoo predict`) --------
+
+
+def run_evaluation(
+    model: nn.Module,
+    batches: Any,
+    *,
+    task: str,
+    loss_fn: nn.Module | None = None,
+    expects: str = "logits",
+    num_classes: int | None = None,
+    autocast: torch.dtype | None = None,
+) -> dict[str, float]:
+    """``{"loss", *task metrics}`` of ``model`` over ``batches``, under eval + inference mode."""
+    import torch
+
+    model.eval()
+    outputs, targets = [], []
+    device_type = None
+    with torch.inference_mode():
+        for x, y in batches:
+            if autocast is not None:
+                device_type = device_type or x.device.type
+                with torch.autocast(device_type, dtype=autocast):
+                    out = model(x)
+                out = out.float()
+            else:
+                out = model(x)
+            outputs.append(tasks.align(task, out, y))
+            targets.append(y)
+        if not outputs:
+            return {}
+        output, target = torch.cat(outputs), torch.cat(targets)
+        metrics: dict[str, float] = {}
+        if loss_fn is not None:
+            metrics["loss"] = loss_fn(
+                tasks.to_loss_input(expects, task, output.float()), target
+            ).item()
+        metrics.update(tasks.compute_metrics(task, output, target, num_classes))
+    return metrics
+
+
+def check_model_fits(model: nn.Module, dataset: str) -> None:
+    """Refuse a model built for other inputs/outputs than ``dataset`` gives (one-line error)."""
+    spec = getattr(model, "zoo_spec", None)
+    if spec is None:
+        return
+    entry = api.get_entry("dataset", dataset)
+    try:
+        model_entry = api.get_entry("model", f"{spec.plugin}/{spec.model}")
+    except ZooError:
+        model_entry = None
+    if model_entry is not None:
+        tasks.check_compatible(model_entry, entry)
+    want = tasks.standard_kwargs(entry)
+    for key, value in want.items():
+        have = spec.kwargs.get(key)
+        if have is not None and _norm(have) != _norm(value):
+            raise IncompatibleError(
+                f"model {spec.model!r} was built with {key}={_norm(have)} but dataset "
+                f"{entry.name!r} needs {key}={_norm(value)}"
+            )
+
+
+def evaluate_model(
+    model: nn.Module,
+    dataset: str,
+    split: str = "test",
+    *,
+    batch_size: int = EVAL_BATCH_SIZE,
+    device: str = "cpu",
+    dataset_kwargs: dict[str, Any] | None = None,
+    loss: str | None = None,
+) -> dict[str, float]:
+    """Metrics and loss (default: the task's) of ``model`` on one split of ``dataset``."""
+    from zoo.data import make_batches
+    from zoo.devices import resolve_device
+
+    entry = api.get_entry("dataset", dataset)
+    task = entry.tasks[0]
+    check_model_fits(model, dataset)
+    loss_entry = api.get_entry("loss", loss or tasks.TASKS[task].default_loss)
+    if task not in loss_entry.tasks:
+        raise IncompatibleError(f"loss {loss_entry.name!r} does not serve {task} ({entry.name!r})")
+    dev = resolve_device(device)
+    model.to(dev)
+    data = api.load_dataset(dataset, split, **(dataset_kwargs or {}))
+    batches = make_batches(data, batch_size, device=dev)
+    loss_fn = api.create_loss(loss_entry.name).to(dev)
+    return run_evaluation(
+        model, batches, task=task, loss_fn=loss_fn,
+        expects=loss_entry.meta.get("expects", "logits"), num_classes=_num_classes(entry),
+    )  # fmt: skip
+
+
+def predict_model(
+    model: nn.Module,
+    X: torch.Tensor,
+    *,
+    task: str | None = None,
+    batch_size: int = EVAL_BATCH_SIZE,
+    raw: bool = False,
+) -> torch.Tensor:
+    """Predictions for ``X`` on the model's device, under eval + inference mode, on the CPU.
+
+    Classification gives class labels, regression values; ``raw`` (or an unknown task) gives
+    the model's outputs.
+    """
+    import torch
+
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    model.eval()
+    with torch.inference_mode():
+        outs = [model(x.to(device)) for x in X.split(batch_size)] if len(X) else []
+        if not outs:
+            return torch.empty(0)
+        out = torch.cat(outs).float()
+        if raw or task is None:
+            return out.cpu()
+        if task != "multiclass" and out.dim() == 2 and out.shape[-1] == 1:
+            out = out.squeeze(-1)
+        return tasks.predictions(task, out).cpu()
+
+
+# -- settings ----------------------------------------------------------------------------------
+
+
+def _norm(value: Any) -> Any:
+    """JSON round trip: tuples become lists, so settings compare the same after a save."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _num_classes(entry: Any) -> int | None:
+    return entry.meta.get("num_classes") if entry.tasks[0] == "multiclass" else None
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (CPU and every CUDA device)."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def monitor_key(monitor: str | None, task: str) -> str:
+    """``loss`` -> ``test_loss``; ``train_accuracy`` stays; anything else is a clear error."""
+    names = ("loss", *tasks.TASKS[task].metrics)
+    allowed = [f"{split}_{n}" for split in ("test", "train") for n in names]
+    key = (monitor or "loss").strip().lower().replace("-", "_")
+    if key in names:
+        key = f"test_{key}"
+    if key not in allowed:
+        raise UsageError(
+            f"cannot monitor {monitor!r} for a {task} task; use one of {', '.join(allowed)}"
+        )
+    return key
+
+
+def lower_is_better(key: str) -> bool:
+    return key.split("_", 1)[1] in tasks.LOWER_IS_BETTER
+
+
+# -- the trainer -------------------------------------------------------------------------------
+
+
+class Trainer:
+    """Train any compatible (model, dataset, loss) with the canonical loop.
+
+    ``model`` is a registered name (built for ``dataset``) or an ``nn.Module``. ``loss``
+    defaults by task (regression ``mse``, binary ``bce-with-logits``, multiclass
+    ``cross-entropy``). ``out=None`` writes nothing; otherwise ``out`` becomes a run
+    directory. ``resume`` continues from a run directory's checkpoint. ``batch_size`` is per
+    process: under ``torchrun`` with N processes a global batch holds ``N * batch_size``.
+    Invalid settings are refused here, before any work.
+    """
+
+    def __init__(
+        self,
+        model: str | nn.Module,
+        dataset: str,
+        loss: str | None = None,
+        *,
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        epochs: int = 10,
+        batch_size: int = 32,
+        device: str = "auto",
+        precision: str = "fp32",
+        seed: int = 0,
+        shuffle: bool = True,
+        compile: bool | str = False,
+        patience: int | None = None,
+        monitor: str | None = None,
+        out: str | os.PathLike | None = None,
+        resume: str | os.PathLike | None = None,
+        quiet: bool = False,
+        model_kwargs: dict[str, Any] | None = None,
+        loss_kwargs: dict[str, Any] | None = None,
+        dataset_kwargs: dict[str, Any] | None = None,
+        workers: int | None = None,
+        train_metrics: bool = True,
+    ):
+        from zoo.checkpoint import find_checkpoint
+        from zoo.devices import resolve_device, resolve_precision
+        from zoo.distributed import env_world
+        from zoo.optim import optimizer_kwargs, resolve_optimizer
+
+        self.dataset_entry = api.get_entry("dataset", dataset)
+        self.dataset = self.dataset_entry.name
+        self.task = self.dataset_entry.tasks[0]
+        self.loss_entry = api.get_entry("loss", loss or tasks.TASKS[self.task].default_loss)
+        self.loss = self.loss_entry.name
+        self.expects = self.loss_entry.meta.get("expects", "logits")
+        if isinstance(model, str):
+            self.model_entry = api.get_entry("model", model)
+            tasks.check_compatible(self.model_entry, self.dataset_entry, self.loss_entry)
+            self.model_name = self.model_entry.name
+            self._given_model = None
+        else:
+            self.model_entry = None
+            self._given_model = model
+            spec = getattr(model, "zoo_spec", None)
+            self.model_name = spec.model if spec else type(model).__name__
+            reason = tasks.incompatibility(
+                _AnyModel(), self.dataset_entry, self.loss_entry
+            )  # only the loss/task part applies to a ready-made module
+            if reason:
+                raise IncompatibleError(f"incompatible combination: {reason}")
+        self.optimizer_name = optimizer.strip().lower()
+        cls = resolve_optimizer(optimizer)
+        self._optimizer_kwargs = optimizer_kwargs(
+            cls, lr=lr, weight_decay=weight_decay, momentum=momentum
+        )
+        if not isinstance(epochs, int) or epochs < 0:
+            raise UsageError(f"epochs must be a non-negative integer, got {epochs!r}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise UsageError(f"batch size must be a positive integer, got {batch_size!r}")
+        if patience is not None and patience < 1:
+            raise UsageError(f"patience must be at least 1 epoch, got {patience}")
+        self.lr, self.weight_decay, self.momentum = lr, weight_decay, momentum
+        self.epochs, self.batch_size, self.seed, self.shuffle = epochs, batch_size, seed, shuffle
+        self.compile, self.patience, self.quiet = compile, patience, quiet
+        self.monitor = monitor_key(monitor, self.task) if (monitor or patience) else None
+        self.model_kwargs = dict(model_kwargs or {})
+        self.loss_kwargs = dict(loss_kwargs or {})
+        self.dataset_kwargs = dict(dataset_kwargs or {})
+        self.workers, self.train_metrics = workers, train_metrics
+        self.device_spec = str(device)
+        self.device = resolve_device(device)
+        rank, world, local_rank = env_world()
+        if world > 1 and self.device.type == "cuda" and ":" not in self.device_spec:
+            self.device = resolve_device(f"cuda:{local_rank}")
+        self.precision = str(precision).strip().lower()
+        self.autocast, self.use_scaler = resolve_precision(precision, self.device)
+        self.resume = Path(resume) if resume is not None else None
+        if self.resume is not None:
+            find_checkpoint(self.resume)
+        self.out = Path(out) if out is not None else None
+        if self.out is not None and (self.out / "run.json").exists():
+            same = self.resume is not None and self.out.resolve() in (
+                self.resume.resolve(), self.resume.resolve().parent,
+            )  # fmt: skip
+            if not same:
+                raise UsageError(
+                    f"{self.out} already holds a run; pick another --out or continue it with "
+                    f"--resume {self.out}"
+                )
+        self._ready = False
+        self.history: list[dict[str, Any]] = []
+
+    @classmethod
+    def from_recipe(cls, path: str | os.PathLike, **overrides: Any) -> Trainer:
+        """A trainer from a TOML recipe (see :mod:`zoo.recipes`); ``overrides`` win."""
+        from zoo.recipes import trainer_from_recipe
+
+        return trainer_from_recipe(path, **overrides)
+
+    # -- setup --------------------------------------------------------------------------------
+
+    def settings(self) -> dict[str, Any]:
+        """Every effective setting (what run.json records and ``--resume`` reuses)."""
+        spec = getattr(getattr(self, "model", None), "zoo_spec", None)
+        return _norm(
+            {
+                "model": self.model_name,
+                "dataset": self.dataset,
+                "loss": self.loss,
+                "task": self.task,
+                "optimizer": self.optimizer_name,
+                "lr": self.lr,
+                "weight_decay": self.weight_decay,
+                "momentum": self.momentum,
+                "epochs": self.epochs,
+                "batch_size": self.batch_size,
+                "device": self.device_spec,
+                "precision": self.precision,
+                "seed": self.seed,
+                "shuffle": self.shuffle,
+                "compile": self.compile,
+                "patience": self.patience,
+                "monitor": self.monitor,
+                "model_kwargs": spec.kwargs if spec else self.model_kwargs,
+                "loss_kwargs": self.loss_kwargs,
+                "dataset_kwargs": self.dataset_kwargs,
+                "workers": self.workers,
+                "train_metrics": self.train_metrics,
+            }
+        )
+
+    def _fingerprint(self) -> dict[str, Any]:
+        s = self.settings()
+        keys = ("model", "model_kwargs", "dataset", "dataset_kwargs", "optimizer")
+        return {k: s[k] for k in keys}
+
+    def _setup(self) -> None:
+        if self._ready:
+            return
+        import torch
+
+        from zoo import distributed
+        from zoo.data import TensorBatches, make_batches
+        from zoo.optim import create_optimizer
+
+        t0 = time.perf_counter()
+        self.dist = distributed.setup(self.device)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        seed_everything(self.seed)
+        if self._given_model is not None:
+            model = self._given_model
+        else:
+            model = api.create_model(self.model_name, dataset=self.dataset, **self.model_kwargs)
+        self.model = model.to(self.device)
+        self.loss_fn = api.create_loss(self.loss, **self.loss_kwargs).to(self.device)
+        self.num_classes = _num_classes(self.dataset_entry)
+        train = api.load_dataset(self.dataset, "train", **self.dataset_kwargs)
+        test = api.load_dataset(self.dataset, "test", **self.dataset_kwargs)
+        self.generator = torch.Generator().manual_seed(self.seed)
+        d = self.dist
+        self.train_batches = make_batches(
+            train, self.batch_size, device=self.device, shuffle=self.shuffle,
+            generator=self.generator, rank=d.rank, world=d.world, workers=self.workers,
+        )  # fmt: skip
+        eval_bs = max(self.batch_size, EVAL_BATCH_SIZE)
+        if isinstance(self.train_batches, TensorBatches):  # reuse the device copy
+            train = (self.train_batches.X, self.train_batches.y)
+        self.train_eval_batches = make_batches(
+            train, eval_bs, device=self.device, workers=self.workers
+        )
+        self.test_batches = make_batches(test, eval_bs, device=self.device, workers=self.workers)
+        self.optimizer = create_optimizer(
+            self.optimizer_name, self.model.parameters(), lr=self.lr,
+            weight_decay=self.weight_decay, momentum=self.momentum,
+        )  # fmt: skip
+        self.scaler = torch.amp.GradScaler("cuda") if self.use_scaler else None
+        train_module: nn.Module = self.model
+        if d.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            train_module = DistributedDataParallel(self.model, device_ids=ids)
+        eval_module: nn.Module = self.model
+        if self.compile:
+            backend = self.compile if isinstance(self.compile, str) else "inductor"
+            train_module = torch.compile(train_module, backend=backend)
+            eval_module = train_module if not d.enabled else self.model
+        self._train_module, self._eval_module = train_module, eval_module
+        self.start_epoch = 1
+        self._early = {"best": None, "best_epoch": None, "bad_epochs": 0}
+        self._elapsed_before = 0.0
+        self.resumed_from: str | None = None
+        if self.resume is not None:
+            self._load_resume()
+        self.setup_seconds = time.perf_counter() - t0
+        self._ready = True
+
+    def _load_resume(self) -> None:
+        from zoo.checkpoint import load_checkpoint, restore_rng
+
+        ckpt = load_checkpoint(self.resume)
+        saved = ckpt.trainer.get("fingerprint", {})
+        mine = self._fingerprint()
+        if saved and saved != mine:
+            diff = [k for k in mine if saved.get(k) != mine[k]]
+            theirs = (
+                f"{saved.get('model')!r} {saved.get('model_kwargs')} on {saved.get('dataset')!r}"
+            )
+            raise UsageError(
+                f"resume: {ckpt.path} is a checkpoint of {theirs} with optimizer "
+                f"{saved.get('optimizer')!r}; this run differs in {', '.join(diff)}"
+            )
+        try:
+            self.model.load_state_dict(ckpt.model_state, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()
+            raise UsageError(
+                f"resume: {ckpt.path} holds weights of another model ({' '.join(first[:2])})"
+            ) from exc
+        if ckpt.optimizer_state is not None:
+            try:
+                self.optimizer.load_state_dict(ckpt.optimizer_state)
+            except (ValueError, KeyError) as exc:
+                raise UsageError(f"resume: optimizer state does not fit: {exc}") from exc
+        if self.scaler is not None and ckpt.scaler_state:
+            self.scaler.load_state_dict(ckpt.scaler_state)
+        if ckpt.rng is not None:
+            restore_rng(ckpt.rng, self.generator)
+        self.history = list(ckpt.trainer.get("history", []))
+        self._early = dict(ckpt.trainer.get("early", self._early))
+        self._elapsed_before = float(ckpt.trainer.get("elapsed_s", 0.0))
+        self.start_epoch = ckpt.epoch + 1
+        self.resumed_from = str(ckpt.path)
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def _train_epoch(self, epoch: int, progress: Any) -> tuple[float, int]:
+        """One pass over the training batches; returns (mean training loss, samples seen)."""
+        import torch
+
+        from zoo import distributed
+
+        model, optimizer, loss_fn = self._train_module, self.optimizer, self.loss_fn
+        task, expects, align = self.task, self.expects, tasks.align
+        amp, scaler, device_type = self.autocast, self.scaler, self.device.type
+        batches = self.train_batches
+        sizes = batches.sizes
+        steps = len(sizes)
+        d = self.dist
+        factors = self._ddp_factors(sizes) if d.enabled else None
+        every = max(1, min(50, steps // 20))
+        next_check, checked = every, 0
+        losses: list[torch.Tensor] = []
+        watch = not d.enabled
+        model.train()
+        for step, (x, y) in enumerate(batches, 1):
+            if amp is None:
+                output = model(x)
+            else:
+                with torch.autocast(device_type, dtype=amp):
+                    output = model(x)
+                output = output.float()
+            output = align(task, output, y)
+            if expects != "logits":
+                output = tasks.to_loss_input(expects, task, output)
+            loss = loss_fn(output, y)
+            objective = loss
+            if factors is not None:
+                f = factors[step - 1]
+                objective = output.sum() * 0.0 if f == 0.0 else (loss if f == 1.0 else loss * f)
+            optimizer.zero_grad()
+            if scaler is None:
+                objective.backward()
+                optimizer.step()
+            else:
+                scaler.scale(objective).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            losses.append(loss.detach())
+            if step == next_check:
+                next_check += every
+                if watch:
+                    self._guard(losses, checked, epoch, steps)
+                    checked = step
+                progress.step(step, losses[-1].item(), step * batches.global_batch_size)
+        if not losses:
+            return float("nan"), 0
+        stacked = torch.stack(losses).float()
+        weights = torch.tensor(sizes, dtype=torch.float32, device=stacked.device)
+        finite = torch.isfinite(stacked) | (weights == 0)
+        first_bad = torch.where(
+            finite, steps + 1, torch.arange(1, steps + 1, device=stacked.device)
+        )
+        counted = torch.where(weights > 0, stacked * weights, 0.0)  # an empty shard's loss is nan
+        totals = torch.stack([counted.sum(), weights.sum()])
+        bad = first_bad.min().reshape(1)
+        distributed.all_sum(totals, d)
+        distributed.all_min(bad, d)
+        if int(bad.item()) <= steps:
+            i = int(bad.item())
+            local = stacked[i - 1].item() if not finite[i - 1] else float("nan")
+            self._diverged(epoch, i, steps, local)
+        return (totals[0] / totals[1]).item(), int(totals[1].item())
+
+    def _ddp_factors(self, sizes: list[int]) -> list[float]:
+        """Per-step loss weights that make DDP's gradient mean the mean over the global batch."""
+        n, gb, world = (
+            self.train_batches.num_samples,
+            self.train_batches.global_batch_size,
+            self.dist.world,
+        )
+        out = []
+        for k, local in enumerate(sizes):
+            global_n = min(gb, n - k * gb)
+            out.append(local * world / global_n)
+        return out
+
+    def _guard(self, losses: list[torch.Tensor], start: int, epoch: int, steps: int) -> None:
+        import torch
+
+        recent = torch.stack(losses[start:])
+        bad = ~torch.isfinite(recent)
+        if bad.any():
+            i = int(bad.nonzero()[0, 0])
+            self._diverged(epoch, start + i + 1, steps, recent[i].item())
+
+    def _diverged(self, epoch: int, step: int, steps: int, value: float) -> None:
+        what = "nan" if math.isnan(value) else ("inf" if math.isinf(value) else "not finite")
+        message = (
+            f"loss is {what} at epoch {epoch}, step {step}/{steps}: training diverged "
+            f"(lr {self.lr}, precision {self.precision}); try a lower --lr"
+        )
+        self._diverged_message = message
+        raise ZooError(message)
+
+    def _evaluate_epoch(self) -> dict[str, float]:
+        row: dict[str, float] = {}
+        common = dict(
+            task=self.task, loss_fn=self.loss_fn, expects=self.expects,
+            num_classes=self.num_classes, autocast=self.autocast,
+        )  # fmt: skip
+        if self.train_metrics:
+            train = run_evaluation(self._eval_module, self.train_eval_batches, **common)
+            row.update({f"train_{k}": v for k, v in train.items() if k != "loss"})
+        test = run_evaluation(self._eval_module, self.test_batches, **common)
+        row.update({f"test_{k}": v for k, v in test.items()})
+        return row
+
+    def _update_early(self, epoch: int, row: dict[str, Any]) -> bool:
+        """Track the monitored value; True when patience ran out."""
+        if self.monitor is None:
+            return False
+        value = row.get(self.monitor)
+        if value is None or not math.isfinite(value):
+            return False
+        best = self._early["best"]
+        lower = lower_is_better(self.monitor)
+        if best is None or (value < best if lower else value > best):
+            self._early.update(best=value, best_epoch=epoch, bad_epochs=0)
+            return False
+        self._early["bad_epochs"] += 1
+        return self.patience is not None and self._early["bad_epochs"] >= self.patience
+
+    # -- public -------------------------------------------------------------------------------
+
+    def fit(self) -> FitResult:
+        """Train for ``epochs`` (from the checkpoint's next epoch when resuming)."""
+        from zoo import distributed
+        from zoo.progress import Progress
+
+        t_start = time.perf_counter()
+        started = datetime.now(UTC).isoformat(timespec="seconds")
+        self._setup()
+        d = self.dist
+        writer = d.is_main and self.out is not None
+        progress = Progress(self.epochs, quiet=self.quiet or not d.is_main)
+        self._diverged_message = None
+        stopped_early = False
+        status = "running"
+        if writer:
+            self._write_run_json(status, started, t_start)
+        try:
+            for epoch in range(self.start_epoch, self.epochs + 1):
+                progress.start_epoch(epoch, len(self.train_batches))
+                t0 = time.perf_counter()
+                train_loss, samples = self._train_epoch(epoch, progress)
+                _sync(self.device)
+                t1 = time.perf_counter()
+                row: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
+                row.update(self._evaluate_epoch())
+                t2 = time.perf_counter()
+                row.update(
+                    lr=self.optimizer.param_groups[0]["lr"], seconds=t1 - t0, eval_seconds=t2 - t1,
+                    samples_per_s=samples / max(t1 - t0, 1e-9),
+                )  # fmt: skip
+                self.history.append(row)
+                stop = self._update_early(epoch, row)
+                if writer:
+                    self._save_epoch(epoch, time.perf_counter() - t_start)
+                progress.end_epoch(row, self._progress_keys())
+                if stop:
+                    stopped_early = True
+                    progress.message(
+                        f"early stopping: {self.monitor} has not improved for {self.patience} "
+                        f"epochs (best {self._early['best']:.4f} at epoch "
+                        f"{self._early['best_epoch']})"
+                    )
+                    break
+            status = "stopped_early" if stopped_early else "finished"
+        except ZooError:
+            status = "diverged" if self._diverged_message else "failed"
+            raise
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            progress.close()
+            if writer and status != "finished" and status != "stopped_early":
+                self._write_run_json(status, started, t_start)
+        metrics = self._final_metrics()
+        seconds = time.perf_counter() - t_start
+        if writer:
+            self._write_outputs(metrics, status, started, t_start)
+        distributed.barrier(d)
+        distributed.teardown(d)
+        self._fit_seconds = seconds
+        return FitResult(
+            model=self.model, metrics=metrics, history=list(self.history), seconds=seconds,
+            run_dir=self.out if writer else None, best_epoch=self._early.get("best_epoch"),
+            stopped_early=stopped_early,
+        )  # fmt: skip
+
+    def evaluate(self, split: str = "test") -> dict[str, float]:
+        """``{"loss", *metrics}`` of the current model on ``split`` (builds the model if needed)."""
+        from zoo.data import make_batches
+
+        self._setup()
+        if split == "test":
+            batches = self.test_batches
+        elif split == "train":
+            batches = self.train_eval_batches
+        else:
+            data = api.load_dataset(self.dataset, split, **self.dataset_kwargs)
+            batches = make_batches(data, max(self.batch_size, EVAL_BATCH_SIZE), device=self.device)
+        return run_evaluation(
+            self._eval_module, batches, task=self.task, loss_fn=self.loss_fn,
+            expects=self.expects, num_classes=self.num_classes, autocast=self.autocast,
+        )  # fmt: skip
+
+    def predict(self, X: torch.Tensor, raw: bool = False) -> torch.Tensor:
+        """Predictions for ``X``: class labels (classification) or values (regression)."""
+        self._setup()
+        return predict_model(
+            self.model, X, task=self.task, batch_size=max(self.batch_size, EVAL_BATCH_SIZE), raw=raw
+        )
+
+    # -- run directory ------------------------------------------------------------------------
+
+    def _progress_keys(self) -> list[str]:
+        primary = tasks.TASKS[self.task].primary_metric
+        keys = ["train_loss", f"train_{primary}", "test_loss", f"test_{primary}"]
+        return keys
+
+    def _final_metrics(self) -> dict[str, float]:
+        if self.history:  # the last row describes the current weights
+            return {k[5:]: v for k, v in self.history[-1].items() if k.startswith("test_")}
+        return self.evaluate("test")
+
+    def _trainer_state(self, elapsed: float) -> dict[str, Any]:
+        return {
+            "fingerprint": self._fingerprint(),
+            "history": self.history,
+            "early": self._early,
+            "elapsed_s": self._elapsed_before + elapsed,
+        }
+
+    def _save_epoch(self, epoch: int, elapsed: float) -> None:
+        from zoo.checkpoint import capture_rng, save_checkpoint
+        from zoo.rundir import write_metrics_csv
+
+        save_checkpoint(
+            self.out, epoch=epoch, model=self.model, optimizer=self.optimizer, scaler=self.scaler,
+            rng=capture_rng(self.generator), trainer=self._trainer_state(elapsed),
+        )  # fmt: skip
+        write_metrics_csv(self.out, self.history)
+
+    def _run_info(self, status: str, started: str, t_start: float) -> dict[str, Any]:
+        import torch
+
+        from zoo.devices import device_name
+        from zoo.rundir import command_line, versions
+
+        spec = getattr(self.model, "zoo_spec", None)
+        plugins = {}
+        for entry in (self.model_entry, self.dataset_entry, self.loss_entry):
+            if entry is not None:
+                plugins[f"{entry.kind}:{entry.name}"] = (
+                    f"{entry.dist} {entry.version} ({entry.plugin})"
+                )
+        train_s = sum(r.get("seconds", 0.0) for r in self.history)
+        eval_s = sum(r.get("eval_seconds", 0.0) for r in self.history)
+        return {
+            "status": status,
+            "settings": self.settings(),
+            "seed": self.seed,
+            "model": {
+                "name": self.model_name,
+                "kwargs": _norm(spec.kwargs) if spec else None,
+                "plugin": spec.plugin if spec else None,
+                "parameters": sum(p.numel() for p in self.model.parameters()),
+                "trainable": sum(p.numel() for p in self.model.parameters() if p.requires_grad),
+            },
+            "dataset": {
+                "name": self.dataset,
+                "task": self.task,
+                "kwargs": self.dataset_kwargs,
+                "train_size": self.train_batches.num_samples,
+                "test_size": self.test_batches.num_samples,
+                "loader": type(self.train_batches).__name__,
+            },
+            "loss": {"name": self.loss, "expects": self.expects, "kwargs": self.loss_kwargs},
+            "optimizer": {
+                "name": self.optimizer_name,
+                "class": type(self.optimizer).__name__,
+                "hyperparameters": _norm(
+                    {
+                        k: v
+                        for k, v in self.optimizer.defaults.items()
+                        if not isinstance(v, torch.Tensor)
+                    }
+                ),
+            },
+            "device": {
+                "type": self.device.type,
+                "device": str(self.device),
+                "name": device_name(self.device),
+                "threads": torch.get_num_threads(),
+                "world_size": self.dist.world,
+                "backend": self.dist.backend,
+                "autocast": str(self.autocast).removeprefix("torch.") if self.autocast else None,
+                "grad_scaler": self.scaler is not None,
+            },
+            "versions": versions(plugins),
+            "timings": {
+                "setup_s": self.setup_seconds,
+                "train_s": train_s,
+                "eval_s": eval_s,
+                "wall_s": time.perf_counter() - t_start,
+                "total_s": self._elapsed_before + time.perf_counter() - t_start,
+                "epochs_run": len(self.history),
+            },
+            "result": {
+                "epochs": len(self.history),
+                "last_epoch": self.history[-1]["epoch"] if self.history else 0,
+                "monitor": self.monitor,
+                "best": self._early.get("best"),
+                "best_epoch": self._early.get("best_epoch"),
+                "error": self._diverged_message,
+            },
+            "resumed_from": self.resumed_from,
+            "command": command_line(),
+            "started": started,
+            "updated": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+
+    def _write_run_json(self, status: str, started: str, t_start: float) -> None:
+        from zoo.rundir import write_run_json
+
+        write_run_json(self.out, self._run_info(status, started, t_start))
+
+    def _write_outputs(
+        self, metrics: dict[str, float], status: str, started: str, t_start: float
+    ) -> None:
+        from zoo import weights
+        from zoo.rundir import WEIGHTS, plot_curves, write_metrics_csv
+
+        extra = {
+            "train": {
+                k: v for k, v in self.settings().items()
+                if k in ("loss", "optimizer", "lr", "weight_decay", "momentum", "epochs",
+                         "batch_size", "seed", "precision", "dataset_kwargs")
+            }
+        }  # fmt: skip
+        weights.export(
+            self.model, self.out / WEIGHTS, dataset=self.dataset, metrics=metrics, extra=extra
+        )
+        write_metrics_csv(self.out, self.history)
+        plot_curves(self.out, self.history, tasks.TASKS[self.task].primary_metric)
+        info = self._run_info(status, started, t_start)
+        info["result"]["metrics"] = metrics
+        from zoo.rundir import write_run_json
+
+        write_run_json(self.out, info)
+
+
+class _AnyModel:
+    """Stands in for a ready-made module in the compatibility check: serves every task/input."""
+
+    name = "module"
+    tasks = tuple(tasks.TASKS)
+    input_kind = "any"
+    meta: dict[str, Any] = {}
+
+
+def _sync(device: torch.device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
