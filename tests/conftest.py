@@ -14,6 +14,10 @@ import pytest
 
 from zoo import plugins
 
+# Two shared cores: one intra-op thread per process (this one and every subprocess) keeps
+# runs from oversubscribing, and bit-identical comparisons want a fixed thread count.
+os.environ["OMP_NUM_THREADS"] = "1"
+
 ZOO_ENV = (
     "ZOO_PLUGINS",
     "ZOO_DISABLE_PLUGINS",
@@ -33,8 +37,20 @@ def _isolated_zoo(tmp_path_factory, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("ZOO_HOME", str(tmp_path_factory.mktemp("zoo_home")))
     plugins.reset()
+    threads = _set_torch_threads(1)
     yield
     plugins.reset()
+    _set_torch_threads(threads)
+
+
+def _set_torch_threads(n: int | None) -> int | None:
+    """Set torch's intra-op threads if torch is already imported; return the old count."""
+    torch = sys.modules.get("torch")
+    if torch is None or n is None:
+        return None
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    return before
 
 
 @pytest.fixture

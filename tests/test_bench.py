@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import zoo
-from zoo.benchmark import SCHEMA, bench, make_plan
+from zoo.benchmark import SCHEMA, Grid, bench, make_plan
 from zoo.benchreport import compare, load_result
 from zoo.benchrun import ROW_FIELDS, decay_on_oom, fit_curve
 from zoo.errors import IncompatibleError, UsageError
@@ -195,7 +195,7 @@ def test_an_oom_wrapped_in_another_error_still_decays():
 
 
 def test_bce_and_bce_with_logits_both_plan_on_the_same_model():
-    plan = make_plan("mlp", "breast-cancer", "bce,bce-with-logits", "cpu", 32, "fp32", "fit")
+    plan = make_plan(Grid("mlp", "breast-cancer", "bce,bce-with-logits", "cpu", 32, "fp32", "fit"))
     assert [(c.model, c.loss, c.mode) for c in plan.combos] == [
         ("mlp", "bce", "fit"),
         ("mlp", "bce-with-logits", "fit"),
@@ -203,18 +203,22 @@ def test_bce_and_bce_with_logits_both_plan_on_the_same_model():
 
 
 def test_patterns_expand_and_auto_is_the_task_default_loss():
-    plan = make_plan("fashion-*", "digits", "auto", "cpu", "4,16", "fp32", "train")
+    plan = make_plan(Grid("fashion-*", "digits", "auto", "auto", "4,16", "fp32", "train"))
     assert {c.model for c in plan.combos} == {"fashion-v0", "fashion-v1"}
     assert {c.loss for c in plan.combos} == {"cross-entropy"}
     assert {c.batch_size for c in plan.combos} == {4, 16}
+    # the config records the grid as resolved: patterns expanded, "auto" device chosen
+    assert plan.config["models"] == ["fashion-v0", "fashion-v1"]
+    assert plan.config["devices"] == ["cuda" if torch.cuda.is_available() else "cpu"]
+    assert plan.config["batch_sizes"] == [4, 16]
 
 
 def test_an_incompatible_loss_is_skipped_but_inference_still_runs():
-    plan = make_plan("mlp", "circles", "cross-entropy", "cpu", 8, "fp32", "infer,train")
+    plan = make_plan(Grid("mlp", "circles", "cross-entropy", "cpu", 8, "fp32", "infer,train"))
     assert [(c.mode, c.loss) for c in plan.combos] == [("infer", None)]
     assert "serves multiclass, not binary" in plan.skipped[0]["reason"]
     with pytest.raises(IncompatibleError, match="no compatible combination"):
-        make_plan("mlp", "digits", "auto", "cpu", 8, "fp32", "train")
+        make_plan(Grid("mlp", "digits", "auto", "cpu", 8, "fp32", "train"))
 
 
 @pytest.mark.parametrize(
@@ -267,6 +271,19 @@ def test_compare_flags_rows_that_got_slower(grid):
     assert len(compare(old, new).only_old) == 1
 
 
+def test_compare_flags_rows_that_fail_now_and_skips_decayed_batches(grid):
+    old = grid.to_dict()
+    new = copy.deepcopy(old)
+    new["rows"][0]["error"] = "OutOfMemoryError: CUDA out of memory"
+    new["rows"][1]["effective_batch_size"] = 4  # decayed after an OOM: ms/batch don't compare
+    new["rows"][1]["latency_ms_median"] *= 3
+    result = compare(old, new)
+    assert [r["status"] for r in result.rows[:2]] == ["broken", "n/a"]
+    assert result.broken == [result.rows[0]] and not result.regressed
+    both = compare(new, new)
+    assert both.rows[0]["status"] == "error" and not both.broken
+
+
 def test_fit_curve_follows_the_trainer_history():
     history = [
         {"epoch": 1, "seconds": 1.0, "eval_seconds": 0.5, "test_accuracy": 0.5},
@@ -277,7 +294,6 @@ def test_fit_curve_follows_the_trainer_history():
 
 
 def test_fit_runs_bce_and_bce_with_logits_and_exports(tmp_path):
-    pytest.importorskip("zoo.train")
     result = bench(
         "mlp",
         "breast-cancer",

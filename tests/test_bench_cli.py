@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -21,7 +23,6 @@ def invoke(*args: str):
 @pytest.fixture(scope="module")
 def done_when(tmp_path_factory):
     """The issue's acceptance command (with a small timing budget): infer, train and fit."""
-    pytest.importorskip("zoo.train")
     out = tmp_path_factory.mktemp("bench")
     result = invoke(
         "--model", "mlp,linear,tinyvgg", "--dataset", "digits,circles", "--device", "cpu",
@@ -99,6 +100,15 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
     assert result.stdout == ""
 
 
+def test_importing_the_bench_modules_does_not_import_torch():
+    code = (
+        "import sys, zoo.benchmark, zoo.benchreport, zoo.cli.bench; "
+        "print([m for m in ('torch', 'matplotlib', 'numpy') if m in sys.modules])"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]"
+
+
 def test_bad_input_through_the_real_command(run_zoo):
     proc = run_zoo("bench", "--model", "mlp", "--dataset", "circles", "--batch-size", "0")
     assert proc.returncode == 2
@@ -129,6 +139,12 @@ def test_compare_exit_code_says_whether_anything_regressed(done_when, tmp_path):
     assert relaxed.exit_code == 0
     as_json = invoke("compare", str(out / "out.json"), new, "--json")
     assert json.loads(as_json.stdout)["regressed"] == 1
+
+    failing = copy.deepcopy(old)
+    failing["rows"][0]["error"] = "RuntimeError: boom"
+    broken = invoke("compare", str(out / "out.json"), _write(tmp_path / "broken.json", failing))
+    assert broken.exit_code == 1 and "BROKEN" in broken.stdout
+    assert "regression: 1 row(s) ran before and fail now" in broken.stderr
 
 
 def test_compare_bad_input(tmp_path):

@@ -68,12 +68,16 @@ def test_publish_a_run_dir_reads_run_json_and_copies_the_recipe(tmp_path):
     zoo.export(zoo.create_model("linear", dataset="diabetes"), run / "model.safetensors")
     recipe = tmp_path / "linear.diabetes.toml"
     recipe.write_text('model = "linear"\ndataset = "diabetes"\n')
-    (run / "run.json").write_text(json.dumps({"metrics": {"r2": 0.4}, "recipe": str(recipe)}))
+    from zoo import rundir
+
+    rundir.keep_recipe(run, recipe)
+    run_json = {"settings": {"dataset": "diabetes"}, "result": {"metrics": {"r2": 0.4}}}
+    (run / "run.json").write_text(json.dumps(run_json))
     result = _invoke("publish", str(run), "--registry", str(tmp_path / "reg"), "--tag", "d")
     assert result.exit_code == 0, result.output
     [raw] = json.loads((tmp_path / "reg" / "index.json").read_text())["entries"]
     assert raw["name"] == "linear.d" and raw["metrics"] == {"r2": 0.4}
-    assert raw["recipe"] == "recipes/linear.diabetes.toml"
+    assert raw["recipe"] == "recipes/linear.d.toml"
     assert (tmp_path / "reg" / raw["recipe"]).read_text() == recipe.read_text()
 
 

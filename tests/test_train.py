@@ -13,15 +13,6 @@ from zoo.errors import ZooError
 from zoo.train import Trainer, evaluate_model
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Bit-identical comparisons (and 2 busy cores) want one intra-op thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def fast(model="mlp", dataset="circles", **kw):
     kw.setdefault("device", "cpu")
     kw.setdefault("quiet", True)

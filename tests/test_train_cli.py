@@ -15,14 +15,6 @@ from zoo import weights
 from zoo.cli import cli
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def zoo_cli(*args: str):
     return CliRunner().invoke(cli, [str(a) for a in args])
 
@@ -142,6 +134,7 @@ def test_recipe_flags_override_it(tmp_path):
     assert result.exit_code == 0, result.output
     settings = json.loads((tmp_path / "r" / "run.json").read_text())["settings"]
     assert (settings["epochs"], settings["lr"], settings["model"]) == (1, 0.05, "linear")
+    assert (tmp_path / "r" / "recipe.toml").read_text() == recipe.read_text()  # kept with the run
 
 
 def one_line_error(result, code: int = 2) -> str:

@@ -25,14 +25,6 @@ SETTINGS = dict(
 )  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def trainer(**kw) -> Trainer:
     s = {**SETTINGS, "quiet": True, **kw}
     return Trainer(s.pop("model"), s.pop("dataset"), **s)

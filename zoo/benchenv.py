@@ -11,6 +11,7 @@ import os
 import platform
 import re
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -87,30 +88,7 @@ def parse_precision(text: str) -> str:
     return value
 
 
-def cpu_name() -> str:
-    """The CPU model name (``/proc/cpuinfo`` on Linux), else what ``platform`` knows."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "cpu"
-
-
-def device_name(device: torch.device) -> str:
-    """A human name for a device: the GPU model, or the CPU model."""
-    import torch
-
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    if device.type == "mps":
-        return "Apple MPS"
-    return cpu_name()
-
-
-def synchronizer(device: torch.device):
+def synchronizer(device: torch.device) -> Callable[[], None]:
     """A no-argument function that waits for queued work on ``device`` (no-op on CPU)."""
     import torch
 
@@ -126,6 +104,7 @@ def environment() -> dict[str, Any]:
     import torch
 
     import zoo
+    from zoo.devices import device_name
 
     env: dict[str, Any] = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -134,7 +113,7 @@ def environment() -> dict[str, Any]:
         "python_version": platform.python_version(),
         "platform": platform.platform(),
         "executable": sys.executable,
-        "cpu": cpu_name(),
+        "cpu": device_name(torch.device("cpu")),
         "cpu_count": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "cuda_version": torch.version.cuda,

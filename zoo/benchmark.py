@@ -70,11 +70,13 @@ class BenchResult:
         return format_result(self)
 
     def write_json(self, path: str | os.PathLike) -> Path:
+        """Write :meth:`to_dict` as JSON (atomic)."""
         from zoo.fileio import write_json
 
         return write_json(path, self.to_dict())
 
     def write_csv(self, path: str | os.PathLike) -> Path:
+        """One CSV line per row (atomic)."""
         from zoo.benchreport import write_csv
 
         return write_csv(path, self.rows)
@@ -86,12 +88,26 @@ class BenchResult:
         return write_plot(path, self.rows)
 
 
+@dataclass(frozen=True)
+class Grid:
+    """What to benchmark, as given: each field a list or a comma-separated string."""
+
+    models: str | Sequence[str]
+    datasets: str | Sequence[str]
+    losses: str | Sequence[str]
+    devices: str | Sequence[str]
+    batch_sizes: int | str | Sequence[int | str]
+    precisions: str | Sequence[str]
+    modes: str | Sequence[str]
+
+
 @dataclass
 class Plan:
-    """The combinations to run and the ones skipped, with reasons."""
+    """The combinations to run, the ones skipped (with reasons) and the resolved grid."""
 
     combos: list[Combo]
     skipped: list[dict[str, Any]]
+    config: dict[str, Any] = field(default_factory=dict)
 
 
 def bench(
@@ -133,22 +149,12 @@ def bench(
         export_dir=None if export_dir is None else str(export_dir),
         threads=None if threads is None else _positive_int(threads, "threads"),
     )
-    plan = make_plan(models, datasets, losses, devices, batch_sizes, precisions, modes)
+    plan = make_plan(Grid(models, datasets, losses, devices, batch_sizes, precisions, modes))
     report = _reporter(progress)
     with _num_threads(settings.threads):
         env = environment()
         rows = _run_plan(plan, settings, isolate, report)
-    config = {
-        "models": _as_list(models),
-        "datasets": _as_list(datasets),
-        "losses": _as_list(losses),
-        "devices": _as_list(devices),
-        "batch_sizes": [int(b) for b in _as_list(batch_sizes)],
-        "precisions": _as_list(precisions),
-        "modes": _as_list(modes),
-        "isolate": bool(isolate),
-        **asdict(settings),
-    }
+    config = {**plan.config, "isolate": bool(isolate), **asdict(settings)}
     return BenchResult(rows=rows, skipped=plan.skipped, environment=env, config=config)
 
 
@@ -184,104 +190,104 @@ def _run_plan(
     return rows
 
 
-def make_plan(
-    models: str | Sequence[str],
-    datasets: str | Sequence[str],
-    losses: str | Sequence[str] = "auto",
-    devices: str | Sequence[str] = "auto",
-    batch_sizes: int | str | Sequence[int | str] = 32,
-    precisions: str | Sequence[str] = "fp32",
-    modes: str | Sequence[str] = ("infer", "train"),
-) -> Plan:
+class _Skips:
+    """Skipped combinations, each reason listed once."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    def add(self, reason: str, **where: Any) -> None:
+        if all(item["reason"] != reason for item in self.items):
+            where = {k: where.get(k) for k in ("model", "dataset", "loss", "device", "precision")}
+            self.items.append({**where, "reason": reason})
+
+
+def make_plan(grid: Grid) -> Plan:
     """Validate the request and expand it into combinations plus skipped ones (no work done)."""
-    registry = get_registry()
-    model_names = _resolve("model", _as_list(models))
-    dataset_names = _resolve("dataset", _as_list(datasets))
-    loss_items = _as_list(losses) or ["auto"]
-    loss_names = ["auto"] * ("auto" in loss_items) + _resolve(
-        "loss", [x for x in loss_items if x != "auto"], allow_empty=True
-    )
-    device_items = [parse_device(d) for d in _as_list(devices) or ["auto"]]
-    sizes = _unique(_batch_size(b) for b in _as_list(batch_sizes))
-    if not sizes:
+    config = _validate(grid)
+    skips = _Skips()
+    triples = _compatible(config["models"], config["datasets"], config["losses"], skips)
+    runnable = bool(triples) if "infer" in config["modes"] else any(ls for _, _, ls in triples)
+    if not runnable:
+        first = skips.items[0]["reason"] if skips.items else "nothing matched"
+        more = f" (and {len(skips.items) - 1} more)" if len(skips.items) > 1 else ""
+        raise IncompatibleError(f"no compatible combination to run: {first}{more}")
+    runs_on = _usable(config["devices"], config["precisions"], skips)
+    combos = [
+        Combo(model, dataset, loss, device, size, precision, mode)
+        for model, dataset, pair_losses in triples
+        for device, device_precisions in runs_on.items()
+        for size in config["batch_sizes"]
+        for precision in device_precisions
+        for mode in config["modes"]
+        for loss in ([None] if mode == "infer" else pair_losses)
+    ]
+    return Plan(combos=combos, skipped=skips.items, config=config)
+
+
+def _validate(grid: Grid) -> dict[str, list[Any]]:
+    """Each list of the grid checked and canonical (patterns expanded, ``auto`` device resolved)."""
+    loss_items = _as_list(grid.losses) or ["auto"]
+    config = {
+        "models": _resolve("model", _as_list(grid.models)),
+        "datasets": _resolve("dataset", _as_list(grid.datasets)),
+        "losses": ["auto"] * ("auto" in loss_items)
+        + _resolve("loss", [x for x in loss_items if x != "auto"], allow_empty=True),
+        "devices": [parse_device(d) for d in _as_list(grid.devices) or ["auto"]],
+        "batch_sizes": _unique(_batch_size(b) for b in _as_list(grid.batch_sizes)),
+        "precisions": _unique(parse_precision(p) for p in _as_list(grid.precisions) or ["fp32"]),
+        "modes": _unique(_mode(m) for m in _as_list(grid.modes)),
+    }
+    if not config["batch_sizes"]:
         raise UsageError("give at least one batch size")
-    precision_list = _unique(parse_precision(p) for p in _as_list(precisions) or ["fp32"])
-    mode_list = _unique(_mode(m) for m in _as_list(modes))
-    if not mode_list:
+    if not config["modes"]:
         raise UsageError(f"give at least one mode: {', '.join(MODES)}")
-    device_list = _unique(resolve_auto(d) for d in device_items)
+    config["devices"] = _unique(resolve_auto(d) for d in config["devices"])
+    return config
 
-    skipped: list[dict[str, Any]] = []
-    seen_reasons: set[str] = set()
 
-    def skip(reason: str, **where: Any) -> None:
-        if reason not in seen_reasons:
-            seen_reasons.add(reason)
-            skipped.append(
-                {
-                    "model": None,
-                    "dataset": None,
-                    "loss": None,
-                    "device": None,
-                    "precision": None,
-                    **where,
-                    "reason": reason,
-                }
-            )
-
-    triples: list[tuple[str, str, list[str]]] = []
-    for model in model_names:
+def _compatible(
+    models: list[str], datasets: list[str], losses: list[str], skips: _Skips
+) -> list[tuple[str, str, list[str]]]:
+    """(model, dataset, compatible losses) for each compatible pair; the rest go to ``skips``."""
+    registry = get_registry()
+    triples = []
+    for model in models:
         m_entry = registry.get("model", model)
-        for dataset in dataset_names:
+        for dataset in datasets:
             d_entry = registry.get("dataset", dataset)
             reason = tasks.incompatibility(m_entry, d_entry)
             if reason:
-                skip(reason, model=model, dataset=dataset)
+                skips.add(reason, model=model, dataset=dataset)
                 continue
             default = tasks.TASKS[d_entry.tasks[0]].default_loss
             pair_losses = []
-            for loss in _unique(default if name == "auto" else name for name in loss_names):
+            for loss in _unique(default if name == "auto" else name for name in losses):
                 reason = tasks.incompatibility(m_entry, d_entry, registry.get("loss", loss))
                 if reason:
-                    skip(reason, model=model, dataset=dataset, loss=loss)
+                    skips.add(reason, model=model, dataset=dataset, loss=loss)
                 else:
                     pair_losses.append(loss)
             triples.append((model, dataset, pair_losses))
-    runnable = bool(triples) if "infer" in mode_list else any(ls for _, _, ls in triples)
-    if not runnable:
-        first = skipped[0]["reason"] if skipped else "nothing matched"
-        more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
-        raise IncompatibleError(f"no compatible combination to run: {first}{more}")
+    return triples
 
-    present = []
-    for device in device_list:
+
+def _usable(devices: list[str], precisions: list[str], skips: _Skips) -> dict[str, list[str]]:
+    """Device -> the precisions it runs, for the devices this machine has."""
+    runs_on: dict[str, list[str]] = {}
+    for device in devices:
         reason = absent_reason(device)
         if reason:
-            skip(reason, device=device)
-        else:
-            present.append(device)
-
-    runs_on = {}
-    for device in present:
+            skips.add(reason, device=device)
+            continue
         runs_on[device] = []
-        for precision in precision_list:
+        for precision in precisions:
             reason = precision_reason(precision, device)
             if reason:
-                skip(reason, device=device, precision=precision)
+                skips.add(reason, device=device, precision=precision)
             else:
                 runs_on[device].append(precision)
-
-    combos = []
-    for model, dataset, pair_losses in triples:
-        for device in present:
-            for size in sizes:
-                for precision in runs_on[device]:
-                    for mode in mode_list:
-                        for loss in [None] if mode == "infer" else pair_losses:
-                            combos.append(
-                                Combo(model, dataset, loss, device, size, precision, mode)
-                            )
-    return Plan(combos=combos, skipped=skipped)
+    return runs_on
 
 
 def run_isolated(combo: Combo, settings: Settings) -> dict[str, Any]:

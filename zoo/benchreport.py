@@ -45,6 +45,8 @@ def _num(value: float) -> str:
 
 @dataclass(frozen=True)
 class Column:
+    """One table column: where its value comes from, how it prints, which way is best."""
+
     header: str
     field: str | None  # row key, or None for a computed value
     fmt: Callable[[Any], str] = str
@@ -54,6 +56,7 @@ class Column:
     per_batch: bool = False  # best among rows of the same batch size only (latencies)
 
     def value(self, row: dict[str, Any]) -> Any:
+        """What the cell shows (``get`` if given, else the row's ``field``)."""
         return self.get(row) if self.get else row.get(self.field or "")
 
 
@@ -86,7 +89,8 @@ COLUMNS = (
     Column("p90 ms", "latency_ms_p90", _num, "min", True, per_batch=True),
     Column("p99 ms", "latency_ms_p99", _num, "min", True, per_batch=True),
     Column("samples/s", "samples_per_s", _si, "max", True),
-    Column("metric", None, lambda v: v, numeric=True, get=lambda r: _metric_cell(r)),
+    # every task's primary metric is higher-is-better (see zoo.tasks.TASKS)
+    Column("metric", "metric", str, "max", True, get=lambda r: _metric_cell(r)),
     Column("fit s", "fit_seconds", _num, "min", True),
     Column("params", "params", _si, numeric=True),
     Column("size", "weights_bytes", _bytes, numeric=True),
@@ -110,13 +114,11 @@ def _best_keys(rows: Sequence[dict[str, Any]]) -> set[tuple[int, str]]:
     marks: set[tuple[int, str]] = set()
     ok = [i for i, row in enumerate(rows) if not row.get("error")]
     for col in COLUMNS:
-        if not col.best and col.header != "metric":
+        if not col.best:
             continue
-        field = "metric" if col.header == "metric" else col.field
-        direction = "max" if col.header == "metric" else col.best  # primary metrics: higher
         groups: dict[tuple[Any, ...], list[tuple[float, int]]] = {}
         for i in ok:
-            value = rows[i].get(field or "")
+            value = rows[i].get(col.field or "")
             if not isinstance(value, int | float) or isinstance(value, bool):
                 continue
             key = (rows[i]["mode"], rows[i]["dataset"])
@@ -126,7 +128,7 @@ def _best_keys(rows: Sequence[dict[str, Any]]) -> set[tuple[int, str]]:
         for values in groups.values():
             if len(values) < 2:
                 continue
-            top = (min if direction == "min" else max)(v for v, _ in values)
+            top = (min if col.best == "min" else max)(v for v, _ in values)
             marks.update((i, col.header) for v, i in values if v == top)
     return marks
 
@@ -142,7 +144,7 @@ def format_rows(rows: Sequence[dict[str, Any]]) -> str:
             text = "" if value is None or value == "" else col.fmt(value)
             if (i, col.header) in marks:
                 text += BEST
-            elif col.best or col.header == "metric":
+            elif col.best:
                 text += " " if text else ""
             line.append(text)
         cells.append(line)
@@ -220,39 +222,9 @@ def write_plot(path: str | os.PathLike, rows: Sequence[dict[str, Any]]) -> Path:
     FigureCanvasAgg(fig)
     axes = [fig.add_subplot(1, panels, i + 1) for i in range(panels)]
     if speed:
-        ax = axes[0]
-        devices = sorted({r["device"] for r in speed})
-        colours = {d: f"C{i}" for i, d in enumerate(devices)}
-        labels = [
-            f"{r['model']}/{r['dataset']} {r['mode']} {r['precision']} b{r['effective_batch_size']}"
-            for r in speed
-        ]
-        ys = range(len(speed))
-        ax.barh(
-            ys, [r["samples_per_s"] for r in speed], color=[colours[r["device"]] for r in speed]
-        )
-        ax.set_yticks(list(ys), labels, fontsize=8)
-        ax.invert_yaxis()
-        ax.set_xscale("log")
-        ax.set_xlabel("samples/s (log scale)")
-        ax.set_title("Throughput per model and device")
-        from matplotlib.patches import Patch
-
-        ax.legend(handles=[Patch(color=colours[d], label=d) for d in devices], fontsize=8)
+        _plot_throughput(axes[0], speed)
     if fits:
-        ax = axes[-1]
-        for r in fits:
-            xs, ys_ = zip(*r["curve"], strict=True)
-            label = (
-                f"{r['model']}/{r['dataset']}/{r['loss']} {r['device']} {r['precision']} "
-                f"b{r['effective_batch_size']}"
-            )
-            style = ("-", "--", ":", "-.")[(len(ax.get_lines()) // 10) % 4]
-            ax.plot(xs, ys_, marker="o", linestyle=style, label=label)
-        ax.set_xlabel("seconds of training")
-        ax.set_ylabel(", ".join(sorted({r["metric_name"] for r in fits})))
-        ax.set_title("Test metric vs time (fit)")
-        ax.legend(fontsize=8)
+        _plot_fit_curves(axes[-1], fits)
     if not speed and not fits:
         axes[0].text(0.5, 0.5, "no successful rows to plot", ha="center", va="center")
         axes[0].set_axis_off()
@@ -260,6 +232,42 @@ def write_plot(path: str | os.PathLike, rows: Sequence[dict[str, Any]]) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     return path
+
+
+def _plot_throughput(ax: Any, rows: Sequence[dict[str, Any]]) -> None:
+    """Horizontal bars of samples/s, one per row, coloured by device."""
+    from matplotlib.patches import Patch
+
+    devices = sorted({r["device"] for r in rows})
+    colours = {d: f"C{i}" for i, d in enumerate(devices)}
+    labels = [
+        f"{r['model']}/{r['dataset']} {r['mode']} {r['precision']} b{r['effective_batch_size']}"
+        for r in rows
+    ]
+    ys = range(len(rows))
+    ax.barh(ys, [r["samples_per_s"] for r in rows], color=[colours[r["device"]] for r in rows])
+    ax.set_yticks(list(ys), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("samples/s (log scale)")
+    ax.set_title("Throughput per model and device")
+    ax.legend(handles=[Patch(color=colours[d], label=d) for d in devices], fontsize=8)
+
+
+def _plot_fit_curves(ax: Any, rows: Sequence[dict[str, Any]]) -> None:
+    """Test metric against seconds of training, one line per fit row."""
+    for i, r in enumerate(rows):
+        xs, ys = zip(*r["curve"], strict=True)
+        label = (
+            f"{r['model']}/{r['dataset']}/{r['loss']} {r['device']} {r['precision']} "
+            f"b{r['effective_batch_size']}"
+        )
+        style = ("-", "--", ":", "-.")[(i // 10) % 4]  # colours repeat after 10 lines
+        ax.plot(xs, ys, marker="o", linestyle=style, label=label)
+    ax.set_xlabel("seconds of training")
+    ax.set_ylabel(", ".join(sorted({r["metric_name"] for r in rows})))
+    ax.set_title("Test metric vs time (fit)")
+    ax.legend(fontsize=8)
 
 
 # -- compare ---------------------------------------------------------------------------------
@@ -295,7 +303,13 @@ class Comparison:
 
     @property
     def regressed(self) -> list[dict[str, Any]]:
+        """Rows slower by more than the threshold."""
         return [r for r in self.rows if r["status"] == "slower"]
+
+    @property
+    def broken(self) -> list[dict[str, Any]]:
+        """Rows that ran in the old result and fail in the new one."""
+        return [r for r in self.rows if r["status"] == "broken"]
 
 
 def _time_of(row: dict[str, Any]) -> tuple[str, float | None]:
@@ -304,10 +318,18 @@ def _time_of(row: dict[str, Any]) -> tuple[str, float | None]:
     return "latency_ms_median", row.get("latency_ms_median")
 
 
+def _batch_differs(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Latencies of batches of different sizes (one run decayed after an OOM) don't compare."""
+    return old.get("mode") != "fit" and (
+        old.get("effective_batch_size") != new.get("effective_batch_size")
+    )
+
+
 def compare(old: dict[str, Any], new: dict[str, Any], threshold: float = 0.07) -> Comparison:
     """Match rows by (model, dataset, loss, device, batch size, precision, mode) and compare
     their time (median latency, or fit seconds): ``ratio = new / old``; above ``1 + threshold``
-    the row is ``slower`` (a regression), below ``1 / (1 + threshold)`` it is ``faster``."""
+    the row is ``slower`` (a regression), below ``1 / (1 + threshold)`` it is ``faster``. A
+    row that ran before and has an error now is ``broken``."""
     if threshold < 0:
         raise UsageError(f"threshold must be >= 0, got {threshold}")
 
@@ -325,8 +347,10 @@ def compare(old: dict[str, Any], new: dict[str, Any], threshold: float = 0.07) -
         _, t_old = _time_of(o)
         entry: dict[str, Any] = dict(zip(KEY_FIELDS, k, strict=True))
         entry.update(measure=field, old=t_old, new=t_new, ratio=None)
-        if o.get("error") or n.get("error") or not t_old or t_new is None:
-            entry["status"] = "error" if n.get("error") else "n/a"
+        if n.get("error"):
+            entry["status"] = "error" if o.get("error") else "broken"
+        elif o.get("error") or not t_old or t_new is None or _batch_differs(o, n):
+            entry["status"] = "n/a"  # nothing to compare (a decayed batch's latency differs)
         else:
             ratio = t_new / t_old
             entry["ratio"] = ratio
@@ -357,7 +381,7 @@ def format_comparison(cmp: Comparison) -> str:
         old = f"{r['old']:.4g} {unit}" if r["old"] is not None else ""
         new = f"{r['new']:.4g} {unit}" if r["new"] is not None else ""
         ratio = f"{r['ratio']:.3f}" if r["ratio"] is not None else ""
-        status = r["status"].upper() if r["status"] == "slower" else r["status"]
+        status = r["status"].upper() if r["status"] in ("slower", "broken") else r["status"]
         status += " (noisy)" if r.get("noisy") else ""
         table.append(
             [
@@ -383,4 +407,6 @@ def format_comparison(cmp: Comparison) -> str:
         f"{len(cmp.regressed)} of {len(cmp.rows)} matching rows slower by more than "
         f"{cmp.threshold:.0%}"
     )
+    if cmp.broken:
+        lines.append(f"{len(cmp.broken)} matching row(s) ran before and fail now")
     return "\n".join(lines)

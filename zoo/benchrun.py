@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import statistics
 import sys
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo import api, tasks
-from zoo.benchenv import PRECISIONS, MemoryProbe, device_name, synchronizer
+from zoo.benchenv import PRECISIONS, MemoryProbe, synchronizer
 from zoo.timing import Measurement, measure
 
 if TYPE_CHECKING:
@@ -82,10 +83,8 @@ class Combo:
     precision: str
     mode: str
 
-    def key(self) -> tuple[Any, ...]:
-        return tuple(asdict(self).values())
-
     def label(self) -> str:
+        """``mlp circles bce-with-logits cpu b32 fp32 train``: for progress and messages."""
         loss = f" {self.loss}" if self.loss else ""
         return (
             f"{self.model} {self.dataset}{loss} {self.device} b{self.batch_size} "
@@ -118,31 +117,41 @@ def run_combo(combo: Combo, settings: Settings, cache: dict | None = None) -> di
     """Measure one combination; never raises for a failure of the work (it goes in ``error``)."""
     import torch
 
+    from zoo.devices import device_name, resolve_device
+
     row = empty_row(combo)
     row["torch_version"] = torch.__version__
     if settings.threads:
         torch.set_num_threads(settings.threads)
     row["threads"] = torch.get_num_threads()
     cache = {} if cache is None else cache
+    device = None
     try:
-        device = torch.device(combo.device)
+        device = resolve_device(combo.device)  # "cuda" -> "cuda:N": the CUDA calls need an index
         row["device_name"] = device_name(device)
-        _cap_cuda_memory(device)
-        dataset = api.get_entry("dataset", combo.dataset)
-        row["task"] = dataset.tasks[0]
-        _, batch = decay_on_oom(
-            lambda b: _run_mode(combo, settings, device, b, row, cache),
-            combo.batch_size,
-            cleanup=lambda: _release(device),
-        )
+        row["task"] = api.get_entry("dataset", combo.dataset).tasks[0]
+        with _current_device(device):
+            _cap_cuda_memory(device)
+            _, batch = decay_on_oom(
+                lambda b: _run_mode(combo, settings, device, b, row, cache),
+                combo.batch_size,
+                cleanup=lambda: _release(device),
+            )
         row["effective_batch_size"] = batch
         if batch != combo.batch_size:
             row["note"] = f"out of memory at batch size {combo.batch_size}; ran with {batch}"
     except Exception as exc:  # a failing combination is a row, not a crash
         row["error"] = _one_line(exc)
     finally:
-        _release_if_cuda(combo.device)
+        _release(device)
     return row
+
+
+def _current_device(device: torch.device) -> AbstractContextManager[Any]:
+    """Make a CUDA ``device`` the current one for the run (``cuda:1`` work stays on GPU 1)."""
+    import torch
+
+    return torch.cuda.device(device) if device.type == "cuda" else nullcontext()
 
 
 def _run_mode(
@@ -153,39 +162,49 @@ def _run_mode(
     row: dict[str, Any],
     cache: dict,
 ) -> None:
+    """One attempt at ``batch``: fill ``row`` with the measurements and the peak memory."""
     _initialise_torch_once()
-    if combo.mode == "fit":
-        try:
-            from zoo.train import Trainer
-        except ImportError as exc:
-            raise RuntimeError(f"fit needs the trainer (zoo.train): {exc}") from exc
-        _load(combo.dataset, "train", cache)  # the data modules' imports stay out of the probe
-        with MemoryProbe(device) as probe:
-            _fit(Trainer, combo, settings, device, batch, row)
-    else:
-        import torch
-
-        data = _load(combo.dataset, "test" if combo.mode == "infer" else "train", cache)
-        torch.manual_seed(settings.seed)
-        with MemoryProbe(device) as probe:
-            model = api.create_model(combo.model, dataset=combo.dataset).to(device)
-            _describe_model(model, row)
-            x, y = _batch(data, batch, device)
-            if combo.mode == "infer":
-                m = _time_infer(model, x, device, combo.precision, settings)
-            else:
-                m = _time_train(model, x, y, combo, settings, device, row["task"])
-            del model, x, y
-        _fill_timing(row, m, batch)
+    split = "test" if combo.mode == "infer" else "train"
+    data = _load(combo.dataset, split, cache)  # loading stays outside the memory probe
+    with MemoryProbe(device) as probe:
+        if combo.mode == "fit":
+            _fit(combo, settings, device, batch, row)
+        else:
+            _fill_timing(row, _time_step(combo, settings, device, data, batch, row), batch)
     row["peak_memory_bytes"] = probe.peak()
     row["memory_kind"] = probe.kind
+
+
+def _time_step(
+    combo: Combo,
+    settings: Settings,
+    device: torch.device,
+    data: Any,
+    batch: int,
+    row: dict[str, Any],
+) -> Measurement:
+    """Build the model and one batch on ``device`` (moved once), then time infer or train."""
+    import torch
+
+    torch.manual_seed(settings.seed)
+    model = api.create_model(combo.model, dataset=combo.dataset).to(device)
+    _describe_model(model, row)
+    x, y = _batch(data, batch, device)
+    if combo.mode == "infer":
+        return time_infer(
+            model,
+            x,
+            device,
+            combo.precision,
+            min_run_time=settings.min_run_time,
+            warmup=settings.warmup,
+        )
+    return _time_train(model, x, y, combo, settings, device, row["task"])
 
 
 def _cap_cuda_memory(device: torch.device) -> None:
     """``ZOO_BENCH_CUDA_MEMORY_FRACTION=0.01`` caps this process's share of the GPU, so a
     big card behaves like a small one (how ``benchmarks/gpu_check.sh`` exercises OOM decay)."""
-    import os
-
     fraction = os.environ.get("ZOO_BENCH_CUDA_MEMORY_FRACTION")
     if device.type == "cuda" and fraction:
         import torch
@@ -211,7 +230,7 @@ def _initialise_torch_once() -> None:
     _INITIALISED = True
 
 
-def _autocast(device: torch.device, precision: str):
+def _autocast(device: torch.device, precision: str) -> AbstractContextManager[Any]:
     """Autocast for bf16/fp16 (as the trainer does), nothing for fp32."""
     import torch
 
@@ -243,13 +262,15 @@ def time_infer(
         )
 
 
-def _time_infer(model, x, device, precision, settings: Settings) -> Measurement:
-    return time_infer(
-        model, x, device, precision, min_run_time=settings.min_run_time, warmup=settings.warmup
-    )
-
-
-def _time_train(model, x, y, combo: Combo, settings: Settings, device, task: str) -> Measurement:
+def _time_train(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    combo: Combo,
+    settings: Settings,
+    device: torch.device,
+    task: str,
+) -> Measurement:
     """Time one optimisation step: zero_grad, forward (autocast), loss, backward, step."""
     import torch
 
@@ -287,9 +308,11 @@ def _time_train(model, x, y, combo: Combo, settings: Settings, device, task: str
 
 
 def _fit(
-    Trainer: Any, combo: Combo, settings: Settings, device, batch: int, row: dict[str, Any]
+    combo: Combo, settings: Settings, device: torch.device, batch: int, row: dict[str, Any]
 ) -> None:
     """Train with the trainer; record the test metrics, the time, the curve, the export."""
+    from zoo.train import Trainer
+
     result = Trainer(
         combo.model,
         combo.dataset,
@@ -394,7 +417,7 @@ def _batch(data: Any, n: int, device: torch.device) -> tuple[torch.Tensor, torch
         return X[idx].to(device), y[idx].to(device)
     items = [data[i % len(data)] for i in range(n)]
     X = torch.stack([torch.as_tensor(a) for a, _ in items])
-    y = torch.as_tensor([int(b) if not torch.is_tensor(b) else b.item() for _, b in items])
+    y = torch.stack([torch.as_tensor(b) for _, b in items])  # keeps int64 labels, float targets
     return X.to(device), y.to(device)
 
 
@@ -414,13 +437,10 @@ def is_oom(exc: BaseException) -> bool:
     return False
 
 
-def _release(device: torch.device) -> None:
+def _release(device: torch.device | None) -> None:
+    """Free what a finished or failed attempt left: Python garbage, then cached GPU memory."""
     gc.collect()
-    _release_if_cuda(str(device))
-
-
-def _release_if_cuda(device: str) -> None:
-    if device.startswith("cuda"):
+    if device is not None and device.type == "cuda":
         import torch
 
         torch.cuda.empty_cache()

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import FetchError, UnknownNameError
+from zoo.errors import FetchError, UnknownNameError, UsageError
 
 SCHEMA = 1
 BUNDLED = "zoo"
@@ -657,11 +657,13 @@ def publish(
     metadata, completed from the run's ``run.json`` when ``source`` is a run dir. ``index.json``
     is rewritten atomically under a lock; an existing entry is replaced only with ``force``.
     """
-    from zoo import weights
-    from zoo.errors import UsageError
+    from zoo import rundir, weights
     from zoo.fileio import atomic_path, write_json
 
-    weights_path, run = _publish_source(Path(source))
+    weights_path = rundir.resolve_weights(source)
+    run = _run_of(source)
+    kept = Path(source) / rundir.RECIPE
+    recipe = recipe or (kept if kept.is_file() else None)
     meta = weights.read_metadata(weights_path)
     if not meta.get("model"):
         raise UsageError(f"{weights_path} has no zoo model metadata; export it with zoo.export")
@@ -671,7 +673,6 @@ def publish(
     root = _local_path(str(registry))
     if root.suffix == ".json":
         root = root.parent
-    recipe = recipe or _run_recipe(run, source)
     root.mkdir(parents=True, exist_ok=True)
     with _locked(root):  # the directory itself: publishing leaves no lock file behind
         index_path = root / "index.json"
@@ -695,8 +696,8 @@ def publish(
             "model": meta["model"],
             "kwargs": meta.get("kwargs") or {},
             "files": [{"url": filename, "sha256": digest.hexdigest(), "size": size}],
-            "metrics": meta.get("metrics") or _run_metrics(run),
-            "dataset": meta.get("dataset") or _run_setting(run, "dataset"),
+            "metrics": meta.get("metrics") or run.get("result", {}).get("metrics", {}),
+            "dataset": meta.get("dataset") or run.get("settings", {}).get("dataset"),
             "license": license or (existing[0].get("license") if existing else None) or "MIT",
             "recipe": None,
             "created": meta.get("created"),
@@ -707,12 +708,12 @@ def publish(
             recipe_src = Path(recipe)
             if not recipe_src.is_file():
                 raise UsageError(f"no such recipe file: {recipe_src}")
-            dest = root / "recipes" / recipe_src.name
+            dest = root / "recipes" / f"{name}.toml"
             if recipe_src.resolve() != dest.resolve():
                 from zoo.fileio import write_bytes
 
                 write_bytes(dest, recipe_src.read_bytes())
-            raw["recipe"] = f"recipes/{recipe_src.name}"
+            raw["recipe"] = f"recipes/{name}.toml"
         entry = make_entry(raw, base=str(index_path), registry="", where=str(index_path))
         doc["entries"] = sorted(
             [e for e in doc["entries"] if not (isinstance(e, dict) and e.get("name") == name)]
@@ -723,50 +724,17 @@ def publish(
     return entry
 
 
-def _publish_source(source: Path) -> tuple[Path, dict[str, Any] | None]:
-    from zoo.errors import UsageError
+def _run_of(source: str | os.PathLike) -> dict[str, Any]:
+    """The ``run.json`` beside a run dir's weights ({} for a bare weights file)."""
+    from zoo import rundir
 
-    if source.is_dir():
-        weights_path = source / "model.safetensors"
-        if not weights_path.is_file():
-            raise UsageError(f"{source} is not a run dir: it has no model.safetensors")
-        run = None
-        if (source / "run.json").is_file():
-            try:
-                run = json.loads((source / "run.json").read_text())
-            except ValueError as exc:
-                raise UsageError(f"{source / 'run.json'} is not valid JSON ({exc})") from None
-        return weights_path, run if isinstance(run, dict) else None
-    if not source.is_file():
-        raise UsageError(f"no such run dir or weights file: {source}")
-    return source, None
-
-
-def _run_metrics(run: dict[str, Any] | None) -> dict[str, float]:
-    run = run or {}
-    result = run.get("result") if isinstance(run.get("result"), dict) else {}
-    for value in (result.get("metrics"), run.get("metrics"), run.get("test_metrics")):
-        if isinstance(value, dict):
-            return {k: float(v) for k, v in value.items() if isinstance(v, int | float)}
-    return {}
-
-
-def _run_setting(run: dict[str, Any] | None, key: str) -> Any:
-    run = run or {}
-    settings = run.get("settings") if isinstance(run.get("settings"), dict) else {}
-    return run.get(key) or settings.get(key)
-
-
-def _run_recipe(run: dict[str, Any] | None, source: str | os.PathLike) -> str | None:
-    value = _run_setting(run, "recipe")
-    if isinstance(value, dict):
-        value = value.get("path")
-    if isinstance(value, str) and value:
-        path = Path(value)
-        if not path.is_absolute() and not path.is_file():
-            path = Path(source) / value
-        return str(path) if path.is_file() else None
-    return None
+    path = Path(source)
+    if not (path / rundir.RUN_JSON).is_file():
+        return {}
+    try:
+        return rundir.read_run_json(path)
+    except ValueError as exc:
+        raise UsageError(f"{path / rundir.RUN_JSON} is not valid JSON ({exc})") from None
 
 
 def _read_index_doc(path: Path) -> dict[str, Any]:

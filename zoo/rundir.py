@@ -19,6 +19,7 @@ RUN_JSON = "run.json"
 METRICS_CSV = "metrics.csv"
 WEIGHTS = "model.safetensors"
 CURVES = "loss_curves.png"
+RECIPE = "recipe.toml"
 
 
 def versions(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -38,6 +39,28 @@ def versions(extra: dict[str, str] | None = None) -> dict[str, str]:
     }
     out.update(extra or {})
     return out
+
+
+def resolve_weights(source: str | os.PathLike) -> Path:
+    """A run directory's ``model.safetensors``, or ``source`` itself when it is a file."""
+    from zoo.errors import UsageError
+
+    path = Path(source)
+    if path.is_dir():
+        weights = path / WEIGHTS
+        if not weights.is_file():
+            unfinished = (path / "checkpoint").exists()
+            hint = " (the run has not finished; resume it first)" if unfinished else ""
+            raise UsageError(f"{path} holds no {WEIGHTS}{hint}")
+        return weights
+    if not path.is_file():
+        raise UsageError(f"{source} is neither a run directory nor a weights file")
+    return path
+
+
+def keep_recipe(run_dir: str | os.PathLike, recipe: str | os.PathLike) -> Path:
+    """Copy the recipe a run was trained from into it (``zoo publish`` ships it along)."""
+    return write_text(Path(run_dir) / RECIPE, Path(recipe).read_text(encoding="utf-8"))
 
 
 def write_run_json(run_dir: str | os.PathLike, data: dict[str, Any]) -> Path:

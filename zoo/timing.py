@@ -33,22 +33,27 @@ class Measurement:
 
     @property
     def median(self) -> float:
+        """Median per-call time (s)."""
         return statistics.median(self.times)
 
     @property
     def iqr(self) -> float:
+        """Interquartile range of the per-call times (s)."""
         return quantile(self.times, 0.75) - quantile(self.times, 0.25)
 
     @property
     def p90(self) -> float:
+        """90th percentile of the per-call times (s)."""
         return quantile(self.times, 0.90)
 
     @property
     def p99(self) -> float:
+        """99th percentile of the per-call times (s)."""
         return quantile(self.times, 0.99)
 
     @property
     def relative_iqr(self) -> float:
+        """IQR / median (0 for a zero median)."""
         return self.iqr / self.median if self.median > 0 else 0.0
 
     @property
@@ -56,19 +61,17 @@ class Measurement:
         """``True`` when IQR / median exceeds 10%."""
         return self.relative_iqr > NOISE_THRESHOLD
 
-    def summary(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
+        """The times, the block size and the summary statistics."""
         return {
+            **asdict(self),
             "median": self.median,
             "iqr": self.iqr,
             "p90": self.p90,
             "p99": self.p99,
             "samples": len(self.times),
-            "block": self.block,
             "noisy": self.noisy,
         }
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), **self.summary()}
 
 
 def quantile(values: Sequence[float], q: float) -> float:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import torch
 
 FORMAT = "zoo.weights/1"
+ALIGNMENT = 64  # bytes; what torch's CPU allocator guarantees
 MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
 JSON_FIELDS = ("kwargs", "metrics", "extra", "aliases")
 DTYPE_SIZES = {
@@ -200,6 +201,9 @@ def _read_tensors(path: Path, device: str = "cpu") -> tuple[dict[str, torch.Tens
         raise WeightsError(f"{path}: invalid safetensors file ({exc})") from None
     except (RuntimeError, ValueError) as exc:
         raise WeightsError(f"{path}: cannot load tensors onto {device!r} ({exc})") from None
+    # Tensors read from the file are views at arbitrary byte offsets; some CPU kernels pick
+    # another (differently rounding) path for unaligned data, so give those their own memory.
+    tensors = {k: v.clone() if v.data_ptr() % ALIGNMENT else v for k, v in tensors.items()}
     aliases = meta.get("aliases") or {}
     if not isinstance(aliases, dict):
         raise WeightsError(f"{path}: metadata field 'aliases' must be an object")

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import click
 
 from zoo.errors import UsageError
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 LIST_HELP = "comma-separated or repeated"
+
+
+def _list_option(*names: str, dest: str, metavar: str, help: str) -> Callable[[F], F]:
+    """A repeatable option whose values may also be comma-separated."""
+    return click.option(*names, dest, multiple=True, metavar=metavar, help=f"{help} ({LIST_HELP}).")
 
 
 @click.group(
@@ -14,36 +24,15 @@ LIST_HELP = "comma-separated or repeated"
     invoke_without_command=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-@click.option(
-    "--model",
-    "-m",
-    "models",
-    multiple=True,
-    metavar="NAMES",
-    help=f"Model names or patterns ({LIST_HELP}).",
+@_list_option("--model", "-m", dest="models", metavar="NAMES", help="Model names or patterns")
+@_list_option("--dataset", "-d", dest="datasets", metavar="NAMES", help="Datasets or patterns")
+@_list_option("--loss", dest="losses", metavar="NAMES", help="Losses, or auto [task default]")
+@_list_option("--device", dest="devices", metavar="DEVICES", help="cpu, cuda, cuda:N, mps, auto")
+@_list_option("--batch-size", "-b", dest="batch_sizes", metavar="SIZES", help="Batch sizes [32]")
+@_list_option(
+    "--precision", dest="precisions", metavar="PRECISIONS", help="fp32, bf16, fp16 [fp32]"
 )
-@click.option(
-    "--dataset", "-d", "datasets", multiple=True, metavar="NAMES", help=f"Datasets ({LIST_HELP})."
-)
-@click.option(
-    "--loss", "losses", multiple=True, metavar="NAMES", help="Losses, or auto (the task's default)."
-)
-@click.option(
-    "--device", "devices", multiple=True, metavar="DEVICES", help="cpu, cuda, cuda:N, mps, auto."
-)
-@click.option(
-    "--batch-size", "-b", "batch_sizes", multiple=True, metavar="SIZES", help="Batch sizes [32]."
-)
-@click.option(
-    "--precision",
-    "precisions",
-    multiple=True,
-    metavar="PRECISIONS",
-    help="fp32, bf16, fp16 [fp32].",
-)
-@click.option(
-    "--mode", "modes", multiple=True, metavar="MODES", help="infer, train, fit [infer,train]."
-)
+@_list_option("--mode", dest="modes", metavar="MODES", help="infer, train, fit [infer,train]")
 @click.option("--epochs", type=int, default=5, show_default=True, help="Epochs of each fit.")
 @click.option(
     "--lr", type=float, default=1e-3, show_default=True, help="Learning rate (train/fit)."
@@ -71,7 +60,7 @@ LIST_HELP = "comma-separated or repeated"
 @click.option("--threads", type=int, default=None, help="torch.set_num_threads for the run.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 @click.pass_context
-def bench_cmd(ctx: click.Context, **opts) -> None:
+def bench_cmd(ctx: click.Context, **opts: Any) -> None:
     """Benchmark every compatible model x dataset x loss x device x batch size x precision.
 
     \b
@@ -90,10 +79,10 @@ def bench_cmd(ctx: click.Context, **opts) -> None:
     _run(opts)
 
 
-def _run(opts: dict) -> None:
+def _run(opts: dict[str, Any]) -> None:
+    """Run the grid, print the table (or JSON to stdout), write the files; exit 1 on errors."""
     from zoo.benchmark import bench
 
-    to_stdout = opts["json_path"] == "-"
     progress = None if opts["quiet"] else (lambda line: click.echo(line, err=True))
     modes = opts["modes"] or ("infer,train",)
     if opts["export_dir"] and not any("fit" in m for m in modes):
@@ -116,17 +105,15 @@ def _run(opts: dict) -> None:
         threads=opts["threads"],
         progress=progress or False,
     )
-    if to_stdout:
+    written = []
+    if opts["json_path"] == "-":
         from zoo.cli.output import echo_json
 
         echo_json(result.to_dict())
     else:
         click.echo(result.table())
         if opts["json_path"]:
-            result.write_json(opts["json_path"])
-    written = []
-    if opts["json_path"] and not to_stdout:
-        written.append(opts["json_path"])
+            written.append(str(result.write_json(opts["json_path"])))
     if opts["csv_path"]:
         written.append(str(result.write_csv(opts["csv_path"])))
     if opts["plot_path"]:
@@ -139,6 +126,7 @@ def _run(opts: dict) -> None:
 
 
 def _threshold(text: str) -> float:
+    """``0.07`` or ``7%`` -> 0.07; anything else is a one-line usage error."""
     value = text.strip()
     try:
         return float(value[:-1]) / 100 if value.endswith("%") else float(value)
@@ -158,7 +146,7 @@ def _threshold(text: str) -> float:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
 def compare_cmd(old: str, new: str, threshold: str, as_json: bool) -> None:
-    """Compare two `zoo bench --json` files; exit 1 when any matching row got slower."""
+    """Compare two `zoo bench --json` files; exit 1 when a matching row got slower or fails."""
     from zoo.benchreport import compare, format_comparison, load_result
 
     cmp = compare(load_result(old), load_result(new), _threshold(threshold))
@@ -170,6 +158,7 @@ def compare_cmd(old: str, new: str, threshold: str, as_json: bool) -> None:
                 "threshold": cmp.threshold,
                 "rows": cmp.rows,
                 "regressed": len(cmp.regressed),
+                "broken": len(cmp.broken),
                 "only_old": [_key(r) for r in cmp.only_old],
                 "only_new": [_key(r) for r in cmp.only_new],
             }
@@ -181,10 +170,13 @@ def compare_cmd(old: str, new: str, threshold: str, as_json: bool) -> None:
             f"regression: {len(cmp.regressed)} row(s) slower by more than {cmp.threshold:.0%}",
             err=True,
         )
+    if cmp.broken:
+        click.echo(f"regression: {len(cmp.broken)} row(s) ran before and fail now", err=True)
+    if cmp.regressed or cmp.broken:
         click.get_current_context().exit(1)
 
 
-def _key(row: dict) -> dict:
+def _key(row: dict[str, Any]) -> dict[str, Any]:
     from zoo.benchreport import KEY_FIELDS
 
     return {k: row.get(k) for k in KEY_FIELDS}

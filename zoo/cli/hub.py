@@ -8,18 +8,7 @@ import click
 
 from zoo.cli.output import echo_json, echo_table, split_csv
 from zoo.errors import UsageError
-
-
-def _weights_of(source: str) -> Path:
-    path = Path(source)
-    if path.is_dir():
-        weights = path / "model.safetensors"
-        if not weights.is_file():
-            raise UsageError(f"{path} is not a run dir: it has no model.safetensors")
-        return weights
-    if not path.is_file():
-        raise UsageError(f"no such run dir or weights file: {path}")
-    return path
+from zoo.rundir import resolve_weights
 
 
 @click.command("export")
@@ -37,7 +26,7 @@ def export_cmd(
     """Export a run's (or a weights file's) model as safetensors or ONNX."""
     from zoo import weights
 
-    src = _weights_of(source)
+    src = resolve_weights(source)
     meta = weights.read_metadata(src)
     model = weights.load(src)
     stem = "-".join(str(p) for p in (meta.get("model"), meta.get("dataset")) if p)

@@ -16,6 +16,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from zoo import rundir
 from zoo.errors import UsageError
 
 # CLI parameter name -> Trainer keyword
@@ -158,6 +159,8 @@ def train_cmd(ctx: click.Context, **params: Any) -> None:
     result = trainer.fit()
     if not trainer.dist.is_main:
         return  # under torchrun, rank 0 alone reports
+    if params["recipe"] and result.run_dir is not None:
+        rundir.keep_recipe(result.run_dir, params["recipe"])
     if params["as_json"]:
         from zoo.cli.output import echo_json
 
@@ -180,26 +183,6 @@ def _echo_metrics(metrics: dict[str, float]) -> None:
     from zoo.cli.output import echo_table
 
     echo_table([(k, v) for k, v in metrics.items()], ["metric", "value"])
-
-
-def resolve_weights(source: str) -> Path:
-    """A run directory's ``model.safetensors``, or the weights file itself."""
-    from zoo.rundir import WEIGHTS
-
-    path = Path(source)
-    if path.is_dir():
-        weights = path / WEIGHTS
-        if not weights.exists():
-            hint = (
-                " (the run has not finished; resume it first)"
-                if (path / "checkpoint").exists()
-                else ""
-            )
-            raise UsageError(f"{path} holds no {WEIGHTS}{hint}")
-        return weights
-    if not path.exists():
-        raise UsageError(f"{source} is neither a run directory nor a weights file")
-    return path
 
 
 @click.command("evaluate")
@@ -229,7 +212,7 @@ def evaluate_cmd(
 
     if data_dir:
         os.environ["ZOO_DATA"] = str(Path(data_dir).expanduser())
-    path = resolve_weights(source)
+    path = rundir.resolve_weights(source)
     meta = weights.read_metadata(path)
     dataset = dataset or meta.get("dataset")
     if not dataset:
@@ -346,7 +329,7 @@ def predict_cmd(
     from zoo.devices import resolve_device
     from zoo.train import predict_model
 
-    path = resolve_weights(source)
+    path = rundir.resolve_weights(source)
     meta = weights.read_metadata(path)
     dev = resolve_device(device)
     model = weights.load(path, device=str(dev))
