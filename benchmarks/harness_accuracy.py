@@ -21,6 +21,7 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse the arguments, run :func:`compare` with the given torch threads, restore them."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tinyvgg")
     parser.add_argument("--dataset", default="digits")
@@ -54,8 +55,9 @@ def compare(args: argparse.Namespace) -> int:
 
     import zoo
     from zoo.benchrun import time_infer
+    from zoo.devices import resolve_device
 
-    device = torch.device(args.device)
+    device = resolve_device(args.device)
     torch.manual_seed(0)
     model = zoo.create_model(args.model, dataset=args.dataset).to(device).eval()
     X, _ = zoo.load_dataset(args.dataset, "test")

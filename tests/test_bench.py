@@ -12,7 +12,7 @@ import torch
 import zoo
 from zoo.benchmark import SCHEMA, Grid, bench, make_plan
 from zoo.benchreport import compare, load_result
-from zoo.benchrun import ROW_FIELDS, decay_on_oom, fit_curve
+from zoo.benchrun import ROW_FIELDS, Combo, Settings, decay_on_oom, fit_curve, run_combo
 from zoo.errors import IncompatibleError, UsageError
 
 FAST = {"min_run_time": 0.02, "warmup": 0.0, "threads": 1}
@@ -192,6 +192,15 @@ def test_an_oom_wrapped_in_another_error_still_decays():
     assert decay_on_oom(run, 16) == (4, 4)
     with pytest.raises(torch.OutOfMemoryError):
         decay_on_oom(lambda b: (_ for _ in ()).throw(torch.OutOfMemoryError("oom")), 1)
+
+
+def test_a_device_missing_at_run_time_is_a_row_error_not_a_crash():
+    if torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    combo = Combo("linear", "circles", None, "cuda:7", 8, "fp32", "infer")
+    row = run_combo(combo, Settings(min_run_time=0.02, warmup=0.0))
+    assert "'cuda:7' is not available" in row["error"] and "\n" not in row["error"]
+    assert row["latency_ms_median"] is None
 
 
 def test_bce_and_bce_with_logits_both_plan_on_the_same_model():

@@ -9,6 +9,7 @@ import re
 import shlex
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,31 @@ def test_guide_steps_parser_reads_files_shell_and_python():
     ]
 
 
+def test_the_reference_hooks_register_as_a_real_plugin(make_plugin, monkeypatch):
+    """The reference's example registrations, pretrained declaration and ``expects`` included,
+    are accepted by zoo as they stand (strict loading: any problem is an error)."""
+    import zoo
+
+    reference = next(
+        body for kind, _, body in guide_steps() if kind == "python" and "pretrained=" in body
+    )
+    make_plugin(
+        "my-plugin", {"my_plugin/__init__.py": reference}, entry_points={"mine": "my_plugin"}
+    )
+    monkeypatch.setenv("ZOO_STRICT_PLUGINS", "1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a malformed pretrained declaration would only warn
+        assert zoo.list_pretrained("my-*") == ["my-net.my-data"]
+    pretrained = zoo.info("my-net.my-data")
+    assert pretrained["plugin"] == "mine" and pretrained["dataset"] == "my-data"
+    assert pretrained["kwargs"] == {"in_features": 2, "num_classes": 4}
+    assert pretrained["files"][0]["url"].startswith("https://")
+    assert zoo.info("my-bce")["expects"] == "probabilities"
+    datasets = zoo.info("my-net")["datasets"]  # multiclass features only
+    assert "my-data" in datasets and "iris" in datasets and "digits" not in datasets
+    assert zoo.list_losses("my-*") == ["my-bce", "my-focal"]
+
+
 def _shim(path: Path, command: str) -> None:
     path.write_text(f'#!/bin/sh\nexec {command} "$@"\n')
     path.chmod(0o755)
@@ -113,8 +139,8 @@ def test_following_the_guide_from_an_empty_folder_works(tmp_path):
     """Every file and ``$`` command of the guide, in order, in a fresh venv that sees zoo.
 
     The template is installed as a real distribution (``pip install -e .`` into the venv,
-    offline: no dependencies, no build isolation); ``zoo``, ``pip`` and ``pytest`` are the
-    venv's. The guide's remaining Python snippets then run against the installed plugin.
+    offline: no index, no dependencies, no build isolation); ``zoo``, ``pip`` and ``pytest``
+    are the venv's. The guide's remaining Python snippets then run against the installed plugin.
     """
     venv = tmp_path / "venv"
     subprocess.run(
@@ -146,7 +172,13 @@ def test_following_the_guide_from_an_empty_folder_works(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ZOO_") and k != "PYTHONPATH"}
-    env.update(PATH=f"{shims}{os.pathsep}{env['PATH']}", ZOO_HOME=str(tmp_path / "home"))
+    env.update(
+        PATH=f"{shims}{os.pathsep}{env['PATH']}",
+        ZOO_HOME=str(tmp_path / "home"),
+        ZOO_OFFLINE="1",  # nothing in the guide downloads: make sure of it
+        PIP_NO_INDEX="1",
+        PIP_DISABLE_PIP_VERSION_CHECK="1",
+    )
     run = subprocess.run(
         ["bash", "-c", "\n".join(script)],
         cwd=work,
@@ -189,7 +221,7 @@ def test_following_the_guide_from_an_empty_folder_works(tmp_path):
         ("model", "res-mlp"): "pass",
         ("dataset", "rings"): "pass",
     }
-    assert "3 passed" in out["pytest -q tests"]
+    assert "2 passed" in out["pytest -q tests"]
     bench = out[next(k for k in out if k.startswith("zoo bench"))].splitlines()
     assert bench[0].split()[:2] == ["model", "dataset"]
     rows = [line.split() for line in bench[2:] if line and not line.startswith("*")]

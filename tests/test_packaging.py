@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -18,10 +19,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
+    # Build from a clean copy: an in-tree build/ left by an earlier build could add stale files.
+    src = tmp_path_factory.mktemp("src") / "zoo"
+    skip = shutil.ignore_patterns(".git", "build", "*.egg-info", "runs", "__pycache__", ".venv")
+    shutil.copytree(ROOT, src, ignore=skip)
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(out), str(ROOT)],
+         "-w", str(out), str(src)],
         check=True, capture_output=True,
     )  # fmt: skip
     return next(out.glob("zoo-*.whl"))

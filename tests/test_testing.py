@@ -218,7 +218,7 @@ def test_a_plugin_name_checks_the_plugin_and_all_its_entries():
         ("dataset", "line"),
     ]
     assert report.ok
-    assert report.get("workflow").results[0].detail == "registered 1 dataset, 3 model"
+    assert report.get("workflow").results[0].detail == "registered 1 dataset, 3 models"
     line = report.get("linear-regression")
     assert {r.where for r in line.results if r.where} == {
         "diabetes (regression, 10 -> 1)",
@@ -424,7 +424,10 @@ def test_plugin_that_registers_nothing_fails_and_bad_target_fails_import(make_pl
     make_plugin("empty-zoo", {"empty_zoo.py": "x = 1\n"}, entry_points={"empty": "empty_zoo"})
     ghost = testing.check_model("ghost")
     assert [(r.check, r.status) for r in ghost.results] == [("import", "fail")]
-    assert "cannot import target 'ghost_pkg.models:Ghost'" in ghost.results[0].detail
+    assert ghost.results[0].detail.startswith(
+        "expected no exception, found it raised PluginError: model 'ghost' (plugin 'ghost'): "
+        "cannot import target 'ghost_pkg.models:Ghost'"
+    )
     empty = testing.check_plugin("empty")
     assert empty.failures[0].detail == "expected at least one registered entry, found none"
 
@@ -455,6 +458,53 @@ def test_model_without_a_compatible_dataset_is_checked_on_synthetic_shapes(make_
         "synthetic-image-regression (regression, 1x32x32 -> 1)"
     }
     assert report.count("pass") == 6
+
+
+def test_train_mode_output_and_a_loss_that_is_no_module_are_caught(make_plugin):
+    source = """
+        import torch
+        from torch import nn
+        from torch.nn import functional as F
+        import zoo
+
+        class AuxHead(nn.Module):  # like Inception: an extra output in train() only
+            def __init__(self, in_features, num_classes):
+                super().__init__()
+                self.fc = nn.Linear(in_features, num_classes)
+
+            def forward(self, x):
+                out = self.fc(x)
+                return (out, out.detach()) if self.training else out
+
+        def plain_mse():
+            return F.mse_loss  # a function: zoo moves losses with .to(device)
+
+        @zoo.hookimpl
+        def register_models(register):
+            register("aux-head", AuxHead, task="multiclass", input_kind="features")
+
+        @zoo.hookimpl
+        def register_losses(register):
+            register("plain-mse", plain_mse, tasks=["regression"])
+    """
+    make_plugin("aux-zoo", {"aux_zoo.py": source}, entry_points={"aux": "aux_zoo"})
+    aux = testing.check_model("aux-head", datasets=["iris"])
+    assert [r.message for r in aux.failures] == [
+        "model 'aux-head' (plugin aux) train-step [iris (multiclass, 4 -> 3)]: expected output "
+        "shape (4, 3) in train(), found tuple"
+    ]
+    loss = testing.check_loss("plain-mse")
+    assert [(r.check, r.status) for r in loss.results] == [("import", "pass"), ("build", "fail")]
+    assert loss.failures[0].detail == "expected an nn.Module, found function"
+
+
+def test_checks_leave_the_callers_random_state_alone():
+    import torch
+
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    testing.check_model("mlp", datasets=["iris"], seed=7)
+    assert torch.equal(torch.get_rng_state(), state)
 
 
 def test_a_dataset_object_is_checked_item_by_item(make_plugin):
@@ -530,6 +580,8 @@ def test_check_cli_bad_input_is_one_line(faulty, make_plugin):
         (["check", "mlp", "--dataset", "nope"], 2, "error: unknown dataset 'nope'"),
         (["check", "fine-net", "nope"], 2, "error: unknown entry or plugin 'nope'"),
         (["check", "faulty", "--dataset", "no"], 2, "error: unknown dataset 'no'"),
+        (["check", "--all", "--dataset", "no"], 2, "error: unknown dataset 'no'"),
+        (["check", "mlp", "--all"], 2, "error: give NAMEs or --all, not both"),
     ]
     for args, code, start in cases:
         result = invoke(*args)
@@ -572,6 +624,14 @@ def test_dataset_filter_keeps_compatible_shapes_and_skips_the_rest():
     assert plugin.get("mlp").status == "pass"
     with pytest.raises(IncompatibleError):  # named directly, it is refused
         testing.check("linear-regression", datasets=["iris"])
+    whole = testing.check_plugin("workflow", datasets=["iris"])  # the same through check_plugin
+    assert [(e.name, e.status) for e in whole] == [
+        ("workflow", "pass"),
+        ("linear", "pass"),
+        ("linear-regression", "skip"),
+        ("mlp", "pass"),
+        ("line", "pass"),
+    ]
 
 
 def test_importing_zoo_testing_and_check_help_do_not_import_torch():

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from zoo.cli.output import echo_json, echo_table, split_csv
 from zoo.errors import UsageError, ZooError
+
+if TYPE_CHECKING:
+    from zoo.testing import Report
 
 
 @click.command("check")
@@ -17,7 +22,13 @@ from zoo.errors import UsageError, ZooError
     multiple=True,
     help="Check models on these datasets' shapes only (default: every compatible shape).",
 )
-@click.option("--batch-size", default=4, show_default=True, type=click.IntRange(min=2))
+@click.option(
+    "--batch-size",
+    default=4,
+    show_default=True,
+    type=click.IntRange(min=2),
+    help="Samples per synthetic batch for models and losses.",
+)
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False),
@@ -43,6 +54,8 @@ def check_cmd(
 
     if not names and not check_all:
         raise UsageError("give a NAME or PLUGIN to check (or --all); see `zoo list`")
+    if names and check_all:
+        raise UsageError("give NAMEs or --all, not both")
     options = {"batch_size": batch_size, "data_dir": data_dir}
     if datasets:
         options["datasets"] = split_csv(datasets)
@@ -60,13 +73,13 @@ def check_cmd(
         )
     else:
         _echo_summary(report)
-    failed = [e for e in report if e.status == testing.FAIL]
+    failed = [e.name for e in report if not e.ok]
     if failed:
-        names_failed = ", ".join(e.name for e in failed[:5]) + ("..." if len(failed) > 5 else "")
-        raise ZooError(f"{len(failed)} of {len(report)} checked entries failed: {names_failed}")
+        shown = ", ".join(failed[:5]) + ("..." if len(failed) > 5 else "")
+        raise ZooError(f"{len(failed)} of {len(report)} checked entries failed: {shown}")
 
 
-def _echo_summary(report) -> None:
+def _echo_summary(report: Report) -> None:
     """The pass/fail table, then each failure (and each skip reason) on its own line."""
     from zoo import testing
 

@@ -97,7 +97,9 @@ def plugins_cmd(show_all: bool, as_json: bool) -> None:
                 r.dist,
                 r.version,
                 r.status,
-                ", ".join(f"{n} {PLURALS[k]}" for k, n in sorted(r.entries.items())),
+                ", ".join(
+                    f"{n} {k if n == 1 else PLURALS[k]}" for k, n in sorted(r.entries.items())
+                ),
                 r.error or "",
             )
             for r in records
