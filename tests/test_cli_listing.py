@@ -75,3 +75,17 @@ def test_version(run_zoo):
 def test_debug_shows_the_traceback(run_zoo):
     result = run_zoo("info", "tinyvg", env={"ZOO_DEBUG": "1"})
     assert "Traceback" in result.stderr and "UnknownNameError" in result.stderr
+
+
+def test_every_command_resolves_and_help_lists_it(run_zoo):
+    import click
+
+    from zoo.cli import COMMANDS, cli
+
+    ctx = click.Context(cli)
+    for name in COMMANDS:
+        assert isinstance(cli.get_command(ctx, name), click.Command), name
+    result = run_zoo("--help")
+    assert result.returncode == 0
+    listed = [line.split()[0] for line in result.stdout.split("Commands:")[1].splitlines() if line]
+    assert listed == list(COMMANDS)

@@ -67,7 +67,9 @@ def test_publish_a_run_dir_reads_run_json_and_copies_the_recipe(tmp_path):
     run.mkdir()
     zoo.export(zoo.create_model("linear", dataset="diabetes"), run / "model.safetensors")
     recipe = tmp_path / "linear.diabetes.toml"
-    recipe.write_text('model = "linear"\ndataset = "diabetes"\n')
+    recipe.write_text(
+        'description = "Linear on diabetes"\nmodel = "linear"\ndataset = "diabetes"\n'
+    )
     from zoo import rundir
 
     rundir.keep_recipe(run, recipe)
@@ -78,6 +80,7 @@ def test_publish_a_run_dir_reads_run_json_and_copies_the_recipe(tmp_path):
     [raw] = json.loads((tmp_path / "reg" / "index.json").read_text())["entries"]
     assert raw["name"] == "linear.d" and raw["metrics"] == {"r2": 0.4}
     assert raw["recipe"] == "recipes/linear.d.toml"
+    assert raw["summary"] == "Linear on diabetes"  # from the recipe's description
     assert (tmp_path / "reg" / raw["recipe"]).read_text() == recipe.read_text()
 
 

@@ -702,12 +702,14 @@ def publish(
             "recipe": None,
             "created": meta.get("created"),
         }
+        if recipe and not Path(recipe).is_file():
+            raise UsageError(f"no such recipe file: {recipe}")
+        summary = summary or (existing[0].get("summary") if existing else None)
+        summary = summary or (_recipe_description(Path(recipe)) if recipe else None)
         if summary:
             raw["summary"] = summary
         if recipe:
             recipe_src = Path(recipe)
-            if not recipe_src.is_file():
-                raise UsageError(f"no such recipe file: {recipe_src}")
             dest = root / "recipes" / f"{name}.toml"
             if recipe_src.resolve() != dest.resolve():
                 from zoo.fileio import write_bytes
@@ -722,6 +724,17 @@ def publish(
         )
         write_json(index_path, doc)
     return entry
+
+
+def _recipe_description(path: Path) -> str | None:
+    """A recipe's ``description`` (the entry's summary when none is given)."""
+    import tomllib
+
+    try:
+        value = tomllib.loads(path.read_text(encoding="utf-8")).get("description")
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return None
+    return value if isinstance(value, str) else None
 
 
 def _run_of(source: str | os.PathLike) -> dict[str, Any]:

@@ -17,19 +17,20 @@ import click
 from zoo import __version__
 from zoo.errors import ZooError
 
+# name -> ("module:attr", one-line summary shown by `zoo --help` without importing the module)
 COMMANDS = {
-    "list": "zoo.cli.listing:list_cmd",
-    "info": "zoo.cli.listing:info_cmd",
-    "plugins": "zoo.cli.listing:plugins_cmd",
-    "check": "zoo.cli.check:check_cmd",
-    "train": "zoo.cli.train:train_cmd",
-    "evaluate": "zoo.cli.train:evaluate_cmd",
-    "predict": "zoo.cli.train:predict_cmd",
-    "bench": "zoo.cli.bench:bench_cmd",
-    "export": "zoo.cli.hub:export_cmd",
-    "fetch": "zoo.cli.hub:fetch_cmd",
-    "publish": "zoo.cli.hub:publish_cmd",
-    "cache": "zoo.cli.hub:cache_cmd",
+    "list": ("zoo.cli.listing:list_cmd", "List models, losses, datasets, pretrained entries."),
+    "info": ("zoo.cli.listing:info_cmd", "Describe one entry (or a pretrained model.tag)."),
+    "plugins": ("zoo.cli.listing:plugins_cmd", "Show plugins, their entries and load errors."),
+    "check": ("zoo.cli.check:check_cmd", "Check that entries honour zoo's contracts."),
+    "train": ("zoo.cli.train:train_cmd", "Train a model on a dataset (writes a run dir)."),
+    "evaluate": ("zoo.cli.train:evaluate_cmd", "Evaluate a run or weights file on a dataset."),
+    "predict": ("zoo.cli.train:predict_cmd", "Predict with a run or weights file."),
+    "bench": ("zoo.cli.bench:bench_cmd", "Benchmark models across datasets and devices."),
+    "export": ("zoo.cli.hub:export_cmd", "Export weights as safetensors or ONNX."),
+    "fetch": ("zoo.cli.hub:fetch_cmd", "Download and verify pretrained weights."),
+    "publish": ("zoo.cli.hub:publish_cmd", "Add weights to a registry directory."),
+    "cache": ("zoo.cli.hub:cache_cmd", "List, verify or clear the weights cache."),
 }
 
 
@@ -40,11 +41,15 @@ class ZooGroup(click.Group):
         return list(COMMANDS)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        path = COMMANDS.get(name)
-        if path is None:
+        if name not in COMMANDS:
             return None
-        module, _, attr = path.partition(":")
+        module, _, attr = COMMANDS[name][0].partition(":")
         return getattr(import_module(module), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, summary) for name, (_, summary) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
