@@ -156,3 +156,11 @@ def test_compare_bad_input(tmp_path):
     good = _write(tmp_path / "good.json", {"schema": 1, "rows": []})
     bad = invoke("compare", good, good, "--threshold", "lots")
     assert bad.exit_code == 2 and bad.stderr.startswith("error: threshold must be a number")
+
+
+def test_compare_with_no_shared_rows_is_an_error(done_when, tmp_path):
+    _, out = done_when
+    empty = _write(tmp_path / "empty.json", {"schema": 1, "rows": []})
+    result = invoke("compare", str(out / "out.json"), empty)
+    assert result.exit_code == 2
+    assert "share no rows to compare" in result.stderr

@@ -64,6 +64,12 @@ def test_features_are_standardised_with_train_statistics_only():
     assert not torch.allclose(X_test.mean(0), torch.zeros(13), atol=1e-3)
 
 
+def test_every_first_party_dataset_says_how_its_inputs_were_preprocessed():
+    for entry in get_registry().entries("dataset"):
+        assert entry.meta.get("preprocessing"), entry.name
+    assert "standardised" in zoo.info("wine")["preprocessing"]
+
+
 def test_line_is_the_workflow_straight_line():
     X, y = zoo.load_dataset("line", "train")
     assert X.shape == (40, 1)

@@ -169,10 +169,30 @@ def create_model(
 def create_loss(name: str, **kwargs: Any) -> torch.nn.Module:
     """Build a registered loss module, called as ``loss(output, target)``."""
     entry = get_registry().get("loss", name)
+    target = entry.load()
     try:
-        return entry.load()(**kwargs)
-    except TypeError as exc:
+        return target(**_tensor_kwargs(kwargs))
+    except (TypeError, ValueError, RuntimeError) as exc:
         raise UsageError(f"loss {entry.name!r}: {exc}") from exc
+
+
+TENSOR_KWARGS = ("weight", "pos_weight")  # torch.nn losses take these as tensors
+
+
+def _tensor_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Class weights given as numbers or lists (CLI, recipes, JSON) become float tensors."""
+    if not any(k in TENSOR_KWARGS and not _is_tensor(v) for k, v in kwargs.items()):
+        return kwargs
+    import torch
+
+    return {
+        k: torch.as_tensor(v, dtype=torch.float32) if k in TENSOR_KWARGS and v is not None else v
+        for k, v in kwargs.items()
+    }
+
+
+def _is_tensor(value: Any) -> bool:
+    return value is None or type(value).__name__ == "Tensor"
 
 
 def load_dataset(name: str, split: str = "train", **kwargs: Any) -> Any:

@@ -174,8 +174,8 @@ def format_result(result: BenchResult) -> str:
     if result.rows:
         parts.append(format_rows(result.rows))
         parts.append(
-            f"{BEST} best in its column among rows of the same mode and dataset (latencies: and "
-            "batch size); noisy: IQR/median > 10%"
+            f"{BEST} best in its column among rows of the same mode and dataset (for latencies, "
+            "also the same batch size); noisy: IQR/median > 10%"
         )
     else:
         parts.append("no combination ran")

@@ -225,6 +225,11 @@ def find_checkpoint(path: str | os.PathLike) -> Path:
     return best[1]
 
 
+def checkpoint_epoch(path: str | os.PathLike) -> int | None:
+    """The epoch a complete checkpoint directory holds (``None`` when it is not one)."""
+    return _complete_epoch(Path(path))
+
+
 def _complete_epoch(path: Path) -> int | None:
     try:
         body = json.loads((path / "state.json").read_text(encoding="utf-8"))
@@ -240,14 +245,11 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     from safetensors.torch import load_file
 
     where = find_checkpoint(path)
-    try:
-        body = json.loads((where / "state.json").read_text(encoding="utf-8"))
-        if body.get("format") != FORMAT:
-            raise ZooError(f"resume: {where} is not a {FORMAT} checkpoint")
-        model_state = load_file(str(where / "model.safetensors"))
-        tensors = load_file(str(where / "state.safetensors"))
-    except (OSError, ValueError) as exc:
-        raise ZooError(f"resume: cannot read checkpoint {where}: {exc}") from exc
+    body = _read_part(where / "state.json", lambda f: json.loads(f.read_text(encoding="utf-8")))
+    if not isinstance(body, dict) or body.get("format") != FORMAT:
+        raise ZooError(f"resume: {where} is not a {FORMAT} checkpoint")
+    model_state = _read_part(where / "model.safetensors", lambda f: load_file(str(f)))
+    tensors = _read_part(where / "state.safetensors", lambda f: load_file(str(f)))
     for alias, key in body.get("model_aliases", {}).items():
         model_state[alias] = model_state[key]
     return Checkpoint(
@@ -259,6 +261,18 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         rng=decode(body["rng"], tensors) if body.get("rng") else None,
         trainer=decode(body.get("trainer") or {}, tensors),
     )
+
+
+def _read_part(path: Path, read: Any) -> Any:
+    """``read(path)``; any failure (truncated, corrupt, unreadable) is one line naming the file."""
+    try:
+        return read(path)
+    except Exception as exc:  # SafetensorError, JSONDecodeError, OSError, ...
+        lines = str(exc).strip().splitlines()
+        reason = lines[0] if lines else type(exc).__name__
+        raise ZooError(
+            f"resume: cannot read {path} ({reason}); the checkpoint is damaged"
+        ) from exc
 
 
 def _fsync(path: Path) -> None:

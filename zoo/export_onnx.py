@@ -61,19 +61,38 @@ def export_onnx(
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     x = torch.randn(2, *shape, device=device)
     path = Path(path)
-    with atomic_path(path) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            torch.onnx.export(
-                model, (x,), str(tmp), dynamo=False, opset_version=opset,
-                input_names=["input"], output_names=["output"],
-                dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
-            )  # fmt: skip
-        except Exception as exc:  # exporter failures are many and varied
-            raise ZooError(f"ONNX export failed: {type(exc).__name__}: {exc}") from exc
-        if check and importlib.util.find_spec("onnxruntime") is not None:
-            _check(model, tmp, x, atol)
+    try:
+        with atomic_path(path) as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                torch.onnx.export(
+                    model, (x,), str(tmp), dynamo=False, opset_version=opset,
+                    input_names=["input"], output_names=["output"],
+                    dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+                )  # fmt: skip
+            except Exception as exc:  # exporter failures are many and varied
+                raise ZooError(f"ONNX export failed: {type(exc).__name__}: {exc}") from exc
+            if check and importlib.util.find_spec("onnxruntime") is not None:
+                _check(model, tmp, x, atol)
+    except OSError as exc:
+        from zoo.weights import os_reason
+
+        raise ZooError(f"cannot write {path}: {os_reason(exc, path)}") from None
     return path
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """``"1,8,8"`` -> ``(1, 8, 8)``: one sample's input shape (positive integers)."""
+    parts = [p.strip() for p in text.replace("x", ",").split(",")]
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError:
+        shape = ()
+    if not shape or any(n <= 0 for n in shape):
+        raise UsageError(
+            f"--input-shape {text!r} must be positive integers separated by commas, e.g. 1,8,8"
+        )
+    return shape
 
 
 def _check(model: torch.nn.Module, path: Path, x: torch.Tensor, atol: float) -> None:

@@ -1,11 +1,19 @@
 """Pretrained registries and the verified, content-addressed download cache.
 
-Registries, searched in this order (the first one naming an entry wins):
+Registries, searched in this order (like ``PATH``: the first one naming an entry wins):
 
-1. ``registry=`` arguments / ``--registry`` options;
-2. ``$ZOO_REGISTRY`` (comma-separated);
+1. ``registry=`` arguments / ``--registry`` options, in order;
+2. ``$ZOO_REGISTRY`` (comma-separated), in order;
 3. the bundled registry (package ``zoo_registry``: the repo's ``registry/``);
 4. ``pretrained=[...]`` declarations in plugins' model metadata.
+
+So a registry you add explicitly overrides the bundled one. When two sources provide the same
+``model.tag`` with different contents, the later one is shadowed and one ``zoo: warning:`` line
+on stderr names both (once per process). A ``$ZOO_REGISTRY`` registry that cannot be read
+(missing or malformed index, unreachable URL) is skipped with one warning line, so it cannot
+break unrelated commands; looking up a name no readable registry has then fails with that
+registry's error. Registries passed explicitly (``registry=``, ``--registry``) and the bundled
+one are never skipped: their errors are raised.
 
 A registry is a directory, a ``file://`` URL or an ``http(s)://`` URL holding ``index.json``
 (or the URL of the index itself). Files are cached under ``$ZOO_HOME/hub`` (else
@@ -36,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import FetchError, UnknownNameError, UsageError
+from zoo.errors import FetchError, UnknownNameError, UsageError, ZooError
 
 SCHEMA = 1
 BUNDLED = "zoo"
@@ -166,13 +174,31 @@ def bundled_index() -> str:
 
 def registry_locations(registry: str | list[str] | tuple[str, ...] | None = None) -> list[str]:
     """Index locations in search order: explicit, ``$ZOO_REGISTRY``, then the bundled one."""
+    return [loc for loc, _ in _sources(registry)]
+
+
+def _sources(registry: str | list[str] | tuple[str, ...] | None) -> list[tuple[str, str]]:
+    """``(index location, origin)`` in search order, without repeats.
+
+    ``origin`` is ``"argument"``, ``"ZOO_REGISTRY"`` or ``"bundled"``. A ``$ZOO_REGISTRY``
+    value that is not even a valid location keeps its raw text (reading it fails later).
+    """
     explicit = [registry] if isinstance(registry, str) else list(registry or [])
     env = [p.strip() for p in os.environ.get("ZOO_REGISTRY", "").split(",") if p.strip()]
-    out: list[str] = []
-    for loc in [*explicit, *env, bundled_index()]:
-        loc = _index_location(loc)
-        if loc not in out:
-            out.append(loc)
+    raw = [(r, "argument") for r in explicit]
+    raw += [(r, "ZOO_REGISTRY") for r in env]
+    raw.append((bundled_index(), "bundled"))
+    out: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for loc, origin in raw:
+        try:
+            loc = _index_location(loc)
+        except FetchError:
+            if origin != "ZOO_REGISTRY":
+                raise
+        if loc not in seen:
+            seen.add(loc)
+            out.append((loc, origin))
     return out
 
 
@@ -227,7 +253,11 @@ def _remote_index(url: str, offline: bool) -> bytes:
         raise
     from zoo.fileio import write_bytes
 
-    write_bytes(copy, data)
+    _make_cache_dir(copy.parent)
+    try:
+        write_bytes(copy, data)
+    except OSError as exc:
+        raise FetchError(f"cannot write to the cache ({copy}): {exc.strerror or exc}") from None
     return data
 
 
@@ -359,17 +389,71 @@ def _plugin_entries() -> list[PretrainedEntry]:
     return out
 
 
+_WARNED: set[str] = set()
+
+
+def _warn(message: str) -> None:
+    """One ``zoo: warning: ...`` line on stderr, at most once per process per message."""
+    if message in _WARNED:
+        return
+    _WARNED.add(message)
+    print(f"zoo: warning: {' '.join(message.split())}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class _Found:
+    """Every readable entry by name, and the ``$ZOO_REGISTRY`` registries that were skipped."""
+
+    entries: dict[str, PretrainedEntry]
+    skipped: list[tuple[str, FetchError]]
+
+
+def _collect(registry: str | list[str] | tuple[str, ...] | None, offline: bool | None) -> _Found:
+    found: dict[str, PretrainedEntry] = {}
+    skipped: list[tuple[str, FetchError]] = []
+    for loc, origin in _sources(registry):
+        try:
+            entries = load_index(loc, offline)
+        except FetchError as exc:
+            if origin != "ZOO_REGISTRY":
+                raise
+            _warn(f"skipping registry {loc} (from ZOO_REGISTRY): {exc}")
+            skipped.append((loc, exc))
+            continue
+        for entry in entries:
+            _keep_first(found, entry)
+    for entry in _plugin_entries():
+        _keep_first(found, entry)
+    return _Found(found, skipped)
+
+
+def _keep_first(found: dict[str, PretrainedEntry], entry: PretrainedEntry) -> None:
+    """Add ``entry`` unless an earlier source has its name; warn when that hides a different one."""
+    first = found.setdefault(entry.name, entry)
+    if first is not entry and _contents(first) != _contents(entry):
+        _warn(
+            f"pretrained entry {entry.name} from {_where(first)} shadows the one from "
+            f"{_where(entry)} (the first registry in search order wins)"
+        )
+
+
+def _contents(entry: PretrainedEntry) -> tuple:
+    return entry.model, entry.kwargs, tuple((f.sha256, f.size) for f in entry.files)
+
+
+def _where(entry: PretrainedEntry) -> str:
+    kind, _, name = entry.source.partition(":")
+    return f"plugin {name}" if kind == "plugin" else f"registry {entry.source}"
+
+
 def all_entries(
     registry: str | list[str] | tuple[str, ...] | None = None, offline: bool | None = None
 ) -> dict[str, PretrainedEntry]:
-    """Every pretrained entry by name; earlier registries win over later ones."""
-    found: dict[str, PretrainedEntry] = {}
-    for loc in registry_locations(registry):
-        for entry in load_index(loc, offline):
-            found.setdefault(entry.name, entry)
-    for entry in _plugin_entries():
-        found.setdefault(entry.name, entry)
-    return found
+    """Every pretrained entry by name; earlier registries win over later ones.
+
+    Unreadable ``$ZOO_REGISTRY`` registries are skipped with a warning (see the module doc).
+    """
+    return _collect(registry, offline).entries
 
 
 def list_pretrained(
@@ -387,10 +471,14 @@ def get_pretrained(
     name: str, registry: str | list[str] | None = None, offline: bool | None = None
 ) -> PretrainedEntry:
     """The entry called ``name`` (``model.tag``); unknown names get close matches."""
-    entries = all_entries(registry, offline)
+    found = _collect(registry, offline)
+    entries = found.entries
     key = name.strip().lower()
     if key in entries:
         return entries[key]
+    if found.skipped:  # the skipped registry may be the one that has it: say why it was not read
+        loc, exc = found.skipped[0]
+        raise FetchError(f"cannot look up pretrained entry {name!r}: {exc} (from ZOO_REGISTRY)")
     close = difflib.get_close_matches(key, list(entries), n=3, cutoff=0.6)
     hint = f"; did you mean: {', '.join(close)}?" if close else "; see `zoo list pretrained`"
     raise UnknownNameError(f"unknown pretrained entry {name!r}{hint}")
@@ -401,9 +489,18 @@ def get_pretrained(
 
 def fetch(name: str, registry: str | list[str] | None = None, offline: bool | None = None) -> Path:
     """Fetch every file of pretrained entry ``name`` into the cache; return the first (weights)."""
-    entry = get_pretrained(name, registry, offline)
+    return fetch_entry(get_pretrained(name, registry, offline), offline)
+
+
+def fetch_entry(entry: PretrainedEntry, offline: bool | None = None) -> Path:
+    """Fetch every file of a resolved ``entry`` into the cache; return the first (weights)."""
     paths = [fetch_file(ref, name=entry.name, offline=offline) for ref in entry.files]
     return paths[0]
+
+
+def is_cached(entry: PretrainedEntry) -> bool:
+    """Whether every file of ``entry`` is already in the cache (a fetch would download nothing)."""
+    return all(_size_ok(blob_path(ref), ref) for ref in entry.files)
 
 
 def blob_path(ref: FileRef) -> Path:
@@ -423,14 +520,36 @@ def fetch_file(ref: FileRef, *, name: str = "", offline: bool | None = None) -> 
             f"offline (ZOO_OFFLINE) and {what} is not in the cache ({cache_dir()}); "
             "fetch it once with network access"
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(cache_dir() / "locks" / f"{ref.sha256}.lock"):
-        if _size_ok(target, ref):  # another process fetched it while we waited
-            return target
-        target.unlink(missing_ok=True)  # a wrong-size leftover is never a hit
-        _download(ref, target)
-        _write_record(ref, target, name)
+    lock = cache_dir() / "locks" / f"{ref.sha256}.lock"
+    for folder in (target.parent, lock.parent):
+        _make_cache_dir(folder)
+    try:
+        with _locked(lock):
+            if _size_ok(target, ref):  # another process fetched it while we waited
+                return target
+            target.unlink(missing_ok=True)  # a wrong-size leftover is never a hit
+            _download(ref, target)
+            _write_record(ref, target, name)
+    except OSError as exc:
+        where = exc.filename or target.parent
+        raise FetchError(
+            f"cannot write to the cache ({where}): {exc.strerror or exc}; "
+            "set ZOO_HOME to a writable directory"
+        ) from None
     return target
+
+
+def _make_cache_dir(path: Path) -> None:
+    """``mkdir -p`` a cache folder, as a one-line :class:`FetchError` when impossible."""
+    from zoo.weights import os_reason
+
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FetchError(
+            f"cannot create cache dir {path}: {os_reason(exc, path / 'x')}; "
+            "set ZOO_HOME to a writable directory"
+        ) from None
 
 
 def _size_ok(path: Path, ref: FileRef) -> bool:
@@ -666,63 +785,79 @@ def publish(
     recipe = recipe or (kept if kept.is_file() else None)
     meta = weights.read_metadata(weights_path)
     if not meta.get("model"):
-        raise UsageError(f"{weights_path} has no zoo model metadata; export it with zoo.export")
+        why = (
+            "was exported from a module not built by zoo.create_model, so it names no model entry"
+            if meta.get("format") == weights.FORMAT
+            else "has no zoo model metadata (it was not written by zoo.export)"
+        )
+        raise UsageError(f"{weights_path} {why}; only weights of zoo models can be published")
     name = f"{meta['model']}.{tag}"
     if not _NAME.match(name):
         raise UsageError(f"tag {tag!r} must be lower-case letters, digits and '-'")
     root = _local_path(str(registry))
     if root.suffix == ".json":
         root = root.parent
-    root.mkdir(parents=True, exist_ok=True)
-    with _locked(root):  # the directory itself: publishing leaves no lock file behind
-        index_path = root / "index.json"
-        doc = _read_index_doc(index_path)
-        existing = [e for e in doc["entries"] if isinstance(e, dict) and e.get("name") == name]
-        if existing and not force:
-            raise UsageError(f"{name} is already in {index_path}; use --force to replace it")
-        filename = f"{name}.safetensors"
-        digest, size = hashlib.sha256(), 0
-        with (
-            atomic_path(root / filename) as tmp,
-            open(weights_path, "rb") as src,
-            open(tmp, "wb") as dst,
-        ):
-            for chunk in iter(lambda: src.read(CHUNK), b""):
-                dst.write(chunk)
-                digest.update(chunk)
-                size += len(chunk)
-        raw: dict[str, Any] = {
-            "name": name,
-            "model": meta["model"],
-            "kwargs": meta.get("kwargs") or {},
-            "files": [{"url": filename, "sha256": digest.hexdigest(), "size": size}],
-            "metrics": meta.get("metrics") or run.get("result", {}).get("metrics", {}),
-            "dataset": meta.get("dataset") or run.get("settings", {}).get("dataset"),
-            "license": license or (existing[0].get("license") if existing else None) or "MIT",
-            "recipe": None,
-            "created": meta.get("created"),
-        }
-        if recipe and not Path(recipe).is_file():
-            raise UsageError(f"no such recipe file: {recipe}")
-        summary = summary or (existing[0].get("summary") if existing else None)
-        summary = summary or (_recipe_description(Path(recipe)) if recipe else None)
-        if summary:
-            raw["summary"] = summary
-        if recipe:
-            recipe_src = Path(recipe)
-            dest = root / "recipes" / f"{name}.toml"
-            if recipe_src.resolve() != dest.resolve():
-                from zoo.fileio import write_bytes
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ZooError(
+            f"cannot create registry directory {root}: {weights.os_reason(exc, root / 'x')}"
+        ) from None
+    try:
+        with _locked(root):  # the directory itself: publishing leaves no lock file behind
+            index_path = root / "index.json"
+            doc = _read_index_doc(index_path)
+            existing = [e for e in doc["entries"] if isinstance(e, dict) and e.get("name") == name]
+            if existing and not force:
+                raise UsageError(f"{name} is already in {index_path}; use --force to replace it")
+            filename = f"{name}.safetensors"
+            digest, size = hashlib.sha256(), 0
+            with (
+                atomic_path(root / filename) as tmp,
+                open(weights_path, "rb") as src,
+                open(tmp, "wb") as dst,
+            ):
+                for chunk in iter(lambda: src.read(CHUNK), b""):
+                    dst.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+            raw: dict[str, Any] = {
+                "name": name,
+                "model": meta["model"],
+                "kwargs": meta.get("kwargs") or {},
+                "files": [{"url": filename, "sha256": digest.hexdigest(), "size": size}],
+                "metrics": meta.get("metrics") or run.get("result", {}).get("metrics", {}),
+                "dataset": meta.get("dataset") or run.get("settings", {}).get("dataset"),
+                "license": license or (existing[0].get("license") if existing else None) or "MIT",
+                "recipe": None,
+                "created": meta.get("created"),
+            }
+            if recipe and not Path(recipe).is_file():
+                raise UsageError(f"no such recipe file: {recipe}")
+            summary = summary or (existing[0].get("summary") if existing else None)
+            summary = summary or (_recipe_description(Path(recipe)) if recipe else None)
+            if summary:
+                raw["summary"] = summary
+            if recipe:
+                recipe_src = Path(recipe)
+                dest = root / "recipes" / f"{name}.toml"
+                if recipe_src.resolve() != dest.resolve():
+                    from zoo.fileio import write_bytes
 
-                write_bytes(dest, recipe_src.read_bytes())
-            raw["recipe"] = f"recipes/{name}.toml"
-        entry = make_entry(raw, base=str(index_path), registry="", where=str(index_path))
-        doc["entries"] = sorted(
-            [e for e in doc["entries"] if not (isinstance(e, dict) and e.get("name") == name)]
-            + [raw],
-            key=lambda e: str(e.get("name", "")) if isinstance(e, dict) else "",
-        )
-        write_json(index_path, doc)
+                    write_bytes(dest, recipe_src.read_bytes())
+                raw["recipe"] = f"recipes/{name}.toml"
+            entry = make_entry(raw, base=str(index_path), registry="", where=str(index_path))
+            doc["entries"] = sorted(
+                [e for e in doc["entries"] if not (isinstance(e, dict) and e.get("name") == name)]
+                + [raw],
+                key=lambda e: str(e.get("name", "")) if isinstance(e, dict) else "",
+            )
+            write_json(index_path, doc)
+    except OSError as exc:
+        where = exc.filename or root
+        raise ZooError(
+            f"cannot write to registry {root} ({where}): {exc.strerror or exc}"
+        ) from None
     return entry
 
 

@@ -139,6 +139,11 @@ def _discover() -> _State:
                 raise PluginError(
                     f"plugin {record.name!r} ({record.dist}): {record.error}"
                 ) from exc
+    known = {n for r in records for n in (r.name.lower(), r.dist.lower())}
+    for var, names in (("ZOO_PLUGINS", only or set()), ("ZOO_DISABLE_PLUGINS", disabled)):
+        if names - known:
+            unknown = ", ".join(sorted(names - known))
+            print(f"zoo: warning: {var} names no installed plugin: {unknown}", file=sys.stderr)
     failed = [r.name for r in records if r.status == "failed"]
     return _State(Registry(entries, failed_plugins=failed), records)
 

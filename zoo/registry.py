@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
 import importlib
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -65,9 +66,18 @@ class Entry:
 
     @property
     def target_repr(self) -> str:
-        if isinstance(self.target, str):
-            return self.target
-        return getattr(self.target, "__qualname__", None) or repr(self.target)
+        """``module:attr`` for a string target; ``module:func(args)`` for a partial."""
+        target = self.target
+        if isinstance(target, str):
+            return target
+        args = ""
+        if isinstance(target, functools.partial):
+            args = "(" + ", ".join(map(repr, target.args)) + ")"
+            target = target.func
+        name = getattr(target, "__qualname__", None)
+        if name is None:
+            return repr(self.target)
+        return f"{getattr(target, '__module__', '?')}:{name}{args}"
 
     def load(self) -> Callable[..., Any]:
         """Import and return the target; a failure names the entry and its plugin."""

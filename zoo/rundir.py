@@ -68,9 +68,33 @@ def write_run_json(run_dir: str | os.PathLike, data: dict[str, Any]) -> Path:
 
 
 def read_run_json(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """A run's ``run.json``; a corrupt or unreadable file is a one-line error naming it."""
     import json
 
-    return json.loads((Path(run_dir) / RUN_JSON).read_text(encoding="utf-8"))
+    from zoo.errors import ZooError
+
+    path = Path(run_dir) / RUN_JSON
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise ZooError(f"cannot read {path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ZooError(f"cannot read {path}: not a JSON object")
+    return data
+
+
+def find_run(path: str | os.PathLike) -> Path:
+    """The run directory ``--resume`` names (the run, or its ``checkpoint/``), or a clear error."""
+    from zoo.errors import UsageError
+
+    path = Path(path)
+    if path.name == "checkpoint" and not (path / RUN_JSON).exists():
+        path = path.parent
+    if not path.is_dir() or not ((path / RUN_JSON).is_file() or (path / "checkpoint").is_dir()):
+        raise UsageError(f"no run to resume in {path} (no {RUN_JSON} or checkpoint/)")
+    return path
 
 
 def write_metrics_csv(run_dir: str | os.PathLike, history: list[dict[str, Any]]) -> Path:
@@ -98,10 +122,25 @@ def plot_curves(
     """Train/test loss and ``metric`` per epoch, side by side, as ``loss_curves.png``."""
     if not history:
         return None
+    fig = curves_figure(history, metric)
+    path = Path(run_dir) / CURVES
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    return path
+
+
+def curves_figure(history: list[dict[str, Any]], metric: str) -> Any:
+    """The matplotlib ``Figure`` :func:`plot_curves` saves: loss and ``metric`` per epoch.
+
+    Epoch ticks are whole numbers. ``train_loss`` is the running mean of the step losses over
+    the epoch (the weights change while it is summed), so its legend says so; every other
+    curve is measured on the weights at the end of the epoch.
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [row["epoch"] for row in history]
     fig = Figure(figsize=(10, 4), layout="constrained")
@@ -110,18 +149,17 @@ def plot_curves(
             key = f"{split}_{name}"
             values = [row.get(key) for row in history]
             if any(v is not None for v in values):
+                label = "train loss (running mean)" if key == "train_loss" else split
                 ax.plot(
-                    epochs, [float("nan") if v is None else v for v in values], style, label=split
+                    epochs, [float("nan") if v is None else v for v in values], style, label=label
                 )
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(name)
         ax.set_title(name)
         ax.grid(alpha=0.3)
         ax.legend()
-    path = Path(run_dir) / CURVES
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    return path
+    return fig
 
 
 def command_line() -> list[str]:

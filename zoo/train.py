@@ -133,17 +133,18 @@ def evaluate_model(
     from zoo.data import make_batches
     from zoo.devices import resolve_device
 
+    check_batch_size(batch_size)
     entry = api.get_entry("dataset", dataset)
     task = entry.tasks[0]
-    check_model_fits(model, dataset)
+    check_model_fits(model, entry.qualname)
     loss_entry = api.get_entry("loss", loss or tasks.TASKS[task].default_loss)
     if task not in loss_entry.tasks:
         raise IncompatibleError(f"loss {loss_entry.name!r} does not serve {task} ({entry.name!r})")
     dev = resolve_device(device)
     model.to(dev)
-    data = api.load_dataset(dataset, split, **(dataset_kwargs or {}))
+    data = api.load_dataset(entry.qualname, split, **(dataset_kwargs or {}))
     batches = make_batches(data, batch_size, device=dev)
-    loss_fn = api.create_loss(loss_entry.name).to(dev)
+    loss_fn = api.create_loss(loss_entry.qualname).to(dev)
     return run_evaluation(
         model, batches, task=task, loss_fn=loss_fn,
         expects=loss_entry.meta.get("expects", "logits"), num_classes=_num_classes(entry),
@@ -165,6 +166,7 @@ def predict_model(
     """
     import torch
 
+    check_batch_size(batch_size)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     model.eval()
     with torch.inference_mode():
@@ -177,6 +179,12 @@ def predict_model(
         if task != "multiclass" and out.dim() == 2 and out.shape[-1] == 1:
             out = out.squeeze(-1)
         return tasks.predictions(task, out).cpu()
+
+
+def check_batch_size(batch_size: Any) -> None:
+    """Refuse a batch size below 1 (the same one-line error for evaluate and predict)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise UsageError(f"batch size must be at least 1, got {batch_size!r}")
 
 
 # -- settings ----------------------------------------------------------------------------------
@@ -292,8 +300,10 @@ class Trainer:
         self._optimizer_kwargs = optimizer_kwargs(
             cls, lr=lr, weight_decay=weight_decay, momentum=momentum
         )
-        if not isinstance(epochs, int) or epochs < 0:
-            raise UsageError(f"epochs must be a non-negative integer, got {epochs!r}")
+        if isinstance(epochs, bool) or not isinstance(epochs, int):
+            raise UsageError(f"epochs must be an integer, got {epochs!r}")
+        if resume is None and epochs < 1:
+            raise UsageError(f"epochs must be at least 1, got {epochs}")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise UsageError(f"batch size must be a positive integer, got {batch_size!r}")
         if patience is not None and patience < 1:
@@ -315,7 +325,9 @@ class Trainer:
         self.autocast, self.use_scaler = resolve_precision(precision, self.device)
         self.resume = Path(resume) if resume is not None else None
         if self.resume is not None:
-            find_checkpoint(self.resume)
+            _check_epochs_left(find_checkpoint(self.resume), epochs)
+        data_dir = os.environ.get("ZOO_DATA")
+        self.data_dir = str(Path(data_dir).expanduser().resolve()) if data_dir else None
         self.out = Path(out) if out is not None else None
         if self.out is not None and (self.out / "run.json").exists():
             same = self.resume is not None and self.out.resolve() in (
@@ -365,8 +377,17 @@ class Trainer:
                 "dataset_kwargs": self.dataset_kwargs,
                 "workers": self.workers,
                 "train_metrics": self.train_metrics,
+                "data_dir": self.data_dir,
+                "entries": self.qualnames(),
             }
         )
+
+    def qualnames(self) -> dict[str, str]:
+        """``plugin/name`` of the model, dataset and loss: what resume and evaluate resolve."""
+        out = {"dataset": self.dataset_entry.qualname, "loss": self.loss_entry.qualname}
+        if self.model_entry is not None:
+            out["model"] = self.model_entry.qualname
+        return out
 
     def _fingerprint(self) -> dict[str, Any]:
         s = self.settings()
@@ -390,12 +411,15 @@ class Trainer:
         if self._given_model is not None:
             model = self._given_model
         else:
-            model = api.create_model(self.model_name, dataset=self.dataset, **self.model_kwargs)
+            entry = self.model_entry  # resolved once: a shared bare name would be ambiguous
+            kwargs = api.model_kwargs(entry, self.dataset_entry, self.model_kwargs)
+            model = api.build_model(entry, kwargs, dataset=self.dataset)
         self.model = model.to(self.device)
-        self.loss_fn = api.create_loss(self.loss, **self.loss_kwargs).to(self.device)
+        names = self.qualnames()
+        self.loss_fn = api.create_loss(names["loss"], **self.loss_kwargs).to(self.device)
         self.num_classes = _num_classes(self.dataset_entry)
-        train = api.load_dataset(self.dataset, "train", **self.dataset_kwargs)
-        test = api.load_dataset(self.dataset, "test", **self.dataset_kwargs)
+        train = api.load_dataset(names["dataset"], "train", **self.dataset_kwargs)
+        test = api.load_dataset(names["dataset"], "test", **self.dataset_kwargs)
         self.generator = torch.Generator().manual_seed(self.seed)
         d = self.dist
         self.train_batches = make_batches(
@@ -617,10 +641,12 @@ class Trainer:
         self._diverged_message = None
         stopped_early = False
         status = "running"
+        self.current_epoch = self.start_epoch
         if writer:
             self._write_run_json(status, started, t_start)
         try:
             for epoch in range(self.start_epoch, self.epochs + 1):
+                self.current_epoch = epoch
                 progress.start_epoch(epoch, len(self.train_batches))
                 t0 = time.perf_counter()
                 train_loss, samples = self._train_epoch(epoch, progress)
@@ -680,7 +706,7 @@ class Trainer:
         elif split == "train":
             batches = self.train_eval_batches
         else:
-            data = api.load_dataset(self.dataset, split, **self.dataset_kwargs)
+            data = api.load_dataset(self.dataset_entry.qualname, split, **self.dataset_kwargs)
             batches = make_batches(data, max(self.batch_size, EVAL_BATCH_SIZE), device=self.device)
         return run_evaluation(
             self._eval_module, batches, task=self.task, loss_fn=self.loss_fn,
@@ -818,7 +844,8 @@ class Trainer:
             "train": {
                 k: v for k, v in self.settings().items()
                 if k in ("loss", "optimizer", "lr", "weight_decay", "momentum", "epochs",
-                         "batch_size", "seed", "precision", "dataset_kwargs")
+                         "batch_size", "seed", "precision", "dataset_kwargs", "data_dir",
+                         "entries")
             }
         }  # fmt: skip
         weights.export(
@@ -831,6 +858,22 @@ class Trainer:
         from zoo.rundir import write_run_json
 
         write_run_json(self.out, info)
+
+
+def _check_epochs_left(checkpoint: Path, epochs: int) -> None:
+    """Refuse a resume with nothing left to train (``epochs`` is the total, not a count more)."""
+    from zoo.checkpoint import checkpoint_epoch
+    from zoo.rundir import WEIGHTS
+
+    done = checkpoint_epoch(checkpoint)
+    if done is None or epochs > done:
+        return
+    finished = (checkpoint.parent / WEIGHTS).is_file()
+    if epochs < done or finished:
+        raise UsageError(
+            f"nothing to do: run already has {done} epochs (--epochs is the total; pass more "
+            f"than {done} to train further)"
+        )
 
 
 class _AnyModel:

@@ -47,8 +47,10 @@ def export(
     """Write ``model``'s weights to a safetensors file (atomically) with zoo metadata.
 
     The model entry, kwargs, plugin and version come from ``model.zoo_spec`` (set by
-    ``zoo.create_model``); a plain module is exported without them and can then only be
-    loaded with :func:`load_weights`. Tied tensors are stored once.
+    ``zoo.create_model``). A plain ``nn.Module`` (not built by ``zoo.create_model``) exports
+    fine too, but the file then names no model entry: :func:`load` cannot rebuild it, so build
+    the module yourself and use :func:`load_weights`. Tied tensors are stored once. An
+    unwritable ``path`` is a one-line :class:`~zoo.errors.WeightsError`.
     """
     from safetensors.torch import save_file
 
@@ -85,9 +87,20 @@ def export(
         else:
             header[key] = str(value)
     path = Path(path)
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=header)
+    try:
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=header)
+    except OSError as exc:
+        raise WeightsError(f"cannot write {path}: {os_reason(exc, path)}") from None
     return path
+
+
+def os_reason(exc: OSError, path: str | os.PathLike) -> str:
+    """Why writing ``path`` failed, in a few words (names an ancestor that is not a directory)."""
+    for parent in reversed(Path(path).parents):
+        if parent.exists() and not parent.is_dir():
+            return f"{parent} is not a directory"
+    return exc.strerror or str(exc)
 
 
 def _dedupe(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -245,9 +258,14 @@ def load(path: str | os.PathLike, device: str = "cpu") -> torch.nn.Module:
     path = Path(path)
     tensors, meta = _read_tensors(path, device)
     if not meta.get("model"):
+        why = (
+            "was exported from a module not built by zoo.create_model, so it names no model entry"
+            if meta.get("format") == FORMAT
+            else "has no zoo model metadata (it was not written by zoo.export)"
+        )
         raise WeightsError(
-            f"{path} has no zoo model metadata (was it exported by zoo.export?); build the model "
-            "yourself and use zoo.weights.load_weights(model, path)"
+            f"{path} {why}; zoo.load cannot rebuild it: build the model yourself and use "
+            "zoo.weights.load_weights(model, path)"
         )
     kwargs = meta.get("kwargs") or {}
     if not isinstance(kwargs, dict):

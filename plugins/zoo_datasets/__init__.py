@@ -26,9 +26,18 @@ _SETS = [
 ]
 
 
+STANDARDISED = (
+    "standardised with the train split's mean/std; raw inputs need the same before predict"
+)
+
+
 @zoo.hookimpl
 def register_datasets(register):
     for name, task, shape, num_classes, summary in _SETS:
         meta = {"num_classes": num_classes} if num_classes else {}
         target = f"zoo_datasets.sets:{name.replace('-', '_')}"
-        register(name, target, task=task, input_shape=shape, summary=summary, **meta)
+        register(
+            name, target, task=task, input_shape=shape, summary=summary,
+            preprocessing=STANDARDISED + (" (targets too)" if task == "regression" else ""),
+            **meta,
+        )  # fmt: skip

@@ -42,6 +42,7 @@ def register_datasets(register):
         task="multiclass",
         input_shape=(1, 28, 28),
         num_classes=10,
+        preprocessing="pixels scaled to [0, 1]",
         root="$ZOO_DATA/FashionMNIST/raw",
         summary="Zalando FashionMNIST 28x28 grey, 60k/10k (local root; download=True online)",
     )
@@ -51,6 +52,7 @@ def register_datasets(register):
         task="multiclass",
         input_shape=(1, 28, 28),
         num_classes=10,
+        preprocessing="pixels scaled to [0, 1]",
         root="$ZOO_DATA/MNIST/raw",
         summary="MNIST handwritten digits 28x28, 60k/10k (local root; download=True online)",
     )
@@ -60,6 +62,7 @@ def register_datasets(register):
         task="multiclass",
         input_shape=(3, 32, 32),
         num_classes=10,
+        preprocessing="pixels scaled to [0, 1]",
         root="$ZOO_DATA/cifar-10-batches-bin",
         summary="CIFAR-10 32x32 colour, 50k/10k, binary version (a Dataset, read lazily)",
     )

@@ -34,5 +34,6 @@ def register_datasets(register):
         "zoo_workflow.data:line",
         task="regression",
         input_shape=(1,),
+        preprocessing="none",
         summary="Straight line y = 0.7x + 0.3, 50 noise-free points, first 80% train",
     )

@@ -54,12 +54,19 @@ class ZooGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except ZooError as exc:
+        except (ZooError, OSError) as exc:
             if os.environ.get("ZOO_DEBUG", "") not in ("", "0"):
                 raise
-            message = " ".join(str(exc).split())
-            click.echo(f"error: {message}", err=True)
-            ctx.exit(exc.exit_code)
+            click.echo(f"error: {_one_line(exc)}", err=True)
+            ctx.exit(exc.exit_code if isinstance(exc, ZooError) else 1)
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message of a user-facing error on one line (an OSError names its path)."""
+    if isinstance(exc, OSError) and not isinstance(exc, ZooError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return " ".join(str(exc).split())
 
 
 @click.group(cls=ZooGroup, context_settings={"help_option_names": ["-h", "--help"]})

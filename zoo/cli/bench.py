@@ -150,6 +150,8 @@ def compare_cmd(old: str, new: str, threshold: str, as_json: bool) -> None:
     from zoo.benchreport import compare, format_comparison, load_result
 
     cmp = compare(load_result(old), load_result(new), _threshold(threshold))
+    if not cmp.rows:
+        raise UsageError(f"{old} and {new} share no rows to compare (different benchmarks?)")
     if as_json:
         from zoo.cli.output import echo_json
 

@@ -10,36 +10,66 @@ from zoo.cli.output import echo_json, echo_table, split_csv
 from zoo.errors import UsageError
 from zoo.rundir import resolve_weights
 
+SUFFIXES = {"safetensors": ".safetensors", "onnx": ".onnx"}
+
 
 @click.command("export")
 @click.argument("source", metavar="RUN|WEIGHTS")
 @click.option(
-    "--format", "fmt", type=click.Choice(["safetensors", "onnx"]), default="safetensors",
-    show_default=True, help="Output format.",
+    "--format", "fmt", type=click.Choice(list(SUFFIXES)), default=None,
+    help="Output format. Default: from -o's extension (.onnx), else safetensors.",
 )  # fmt: skip
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Output file.")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False),
+    help="Output file. Default: MODEL-DATASET.safetensors (or .onnx) in the current directory.",
+)  # fmt: skip
+@click.option("--force", is_flag=True, help="Overwrite the output file if it exists.")
 @click.option("--input-shape", help="ONNX example input shape of one sample, e.g. 1,8,8.")
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset.")
 def export_cmd(
-    source: str, fmt: str, output: str | None, input_shape: str | None, opset: int
+    source: str,
+    fmt: str | None,
+    output: str | None,
+    force: bool,
+    input_shape: str | None,
+    opset: int,
 ) -> None:
-    """Export a run's (or a weights file's) model as safetensors or ONNX."""
+    """Export a run's (or a weights file's) model as safetensors or ONNX.
+
+    The file goes to -o PATH, else to MODEL-DATASET.safetensors (or MODEL-DATASET.onnx) in the
+    current directory; an existing file is only replaced with --force. Prints the path.
+    """
     from zoo import weights
 
     src = resolve_weights(source)
+    suffix = Path(output).suffix.lower() if output else ""
+    fmt = fmt or ("onnx" if suffix == ".onnx" else "safetensors")
+    other = next((f for f, s in SUFFIXES.items() if s == suffix and f != fmt), None)
+    if other:
+        raise UsageError(
+            f"--format {fmt} does not match the output {output} (a {other} name); "
+            f"use --format {other} or an output ending in {SUFFIXES[fmt]}"
+        )
+    shape = None
+    if input_shape is not None:
+        if fmt != "onnx":
+            raise UsageError("--input-shape only applies to --format onnx")
+        from zoo.export_onnx import parse_shape
+
+        shape = parse_shape(input_shape)
     meta = weights.read_metadata(src)
+    stem = "-".join(str(p) for p in (meta.get("model"), meta.get("dataset")) if p) or src.stem
+    out = Path(output) if output else Path(f"{stem}{SUFFIXES[fmt]}")
+    if out.exists() and out.resolve() == src.resolve():
+        raise UsageError(f"refusing to overwrite the source {src}; pass -o PATH")
+    if out.exists() and not force:
+        raise UsageError(f"{out} already exists; pass --force to overwrite it")
     model = weights.load(src)
-    stem = "-".join(str(p) for p in (meta.get("model"), meta.get("dataset")) if p)
     if fmt == "onnx":
         from zoo.export_onnx import export_onnx
 
-        out = Path(output) if output else src.with_suffix(".onnx")
-        shape = [int(s) for s in split_csv(input_shape)] if input_shape else None
         export_onnx(model, out, input_shape=shape, opset=opset)
     else:
-        out = Path(output) if output else Path(f"{stem}.safetensors")
-        if out.resolve() == src.resolve():
-            raise UsageError(f"refusing to overwrite the source {src}; pass -o PATH")
         weights.export(
             model, out, dataset=meta.get("dataset"), metrics=meta.get("metrics"),
             extra=meta.get("extra"),
@@ -57,8 +87,10 @@ def fetch_cmd(names: tuple[str, ...], registry: tuple[str, ...], offline: bool |
 
     registries = split_csv(registry)
     for name in names:
-        path = hub.fetch(name, registry=registries or None, offline=offline or None)
-        click.echo(f"fetched {name}", err=True)
+        entry = hub.get_pretrained(name, registry=registries or None, offline=offline or None)
+        hit = hub.is_cached(entry)
+        path = hub.fetch_entry(entry, offline=offline or None)
+        click.echo(f"{'cached' if hit else 'fetched'} {entry.name} ({path})", err=True)
         click.echo(str(path))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 import click
@@ -27,30 +28,55 @@ def list_cmd(args: tuple[str, ...], as_json: bool) -> None:
     """List entries: zoo list [models|losses|datasets|pretrained|all] [PATTERN]."""
     kinds = list(LIST_KINDS)
     rest = list(args)
-    if rest and rest[0] in (*LIST_KINDS, "all"):
-        first = rest.pop(0)
+    if rest and _kind_word(rest[0]):
+        first = _kind_word(rest.pop(0))
         kinds = kinds if first == "all" else [first]
     if len(rest) > 1:
         raise UsageError(f"expected at most one PATTERN, got {' '.join(rest)}")
     pattern = rest[0] if rest else None
     rows = [row for kind in kinds for row in _rows(LIST_KINDS[kind], pattern)]
+    _warn_failed_plugins()
+    if not rows and pattern is not None:
+        close = difflib.get_close_matches(pattern.lower(), [*LIST_KINDS, "all"], n=1, cutoff=0.7)
+        if close:
+            raise UsageError(f"nothing matches {pattern!r}; did you mean `zoo list {close[0]}`?")
+        click.echo(f"nothing matches {pattern!r} (see `zoo list`)", err=True)
     if as_json:
         echo_json(rows)
         return
-    echo_table(
-        [
-            (r["kind"], r["name"], r["plugin"], ",".join(r.get("tasks", [])), r["summary"])
-            for r in rows
-        ],
-        ["kind", "name", "plugin", "tasks", "summary"],
-    )
+    if rows:
+        echo_table(
+            [
+                (r["kind"], r["name"], r["plugin"], ",".join(r.get("tasks", [])), r["summary"])
+                for r in rows
+            ],
+            ["kind", "name", "plugin", "tasks", "summary"],
+        )
+
+
+def _kind_word(word: str) -> str | None:
+    """``models``/``model`` -> ``models``; ``all``; ``None`` for anything else."""
+    word = word.lower()
+    if word in LIST_KINDS or word == "all":
+        return word
+    plural = {v: k for k, v in LIST_KINDS.items()}
+    return plural.get(word)
+
+
+def _warn_failed_plugins() -> None:
+    failed = get_registry().failed_plugins
+    if failed:
+        click.echo(
+            f"warning: plugins failed to load: {', '.join(failed)} (see `zoo plugins`)", err=True
+        )
 
 
 def _rows(kind: str, pattern: str | None) -> list[dict[str, Any]]:
     if kind == "pretrained":
         from zoo import hub
 
-        return [hub.get_pretrained(n).to_dict() for n in hub.list_pretrained(pattern)]
+        patterns = None if pattern is None else [pattern, f"{pattern}.*"]  # a model's entries
+        return [hub.get_pretrained(n).to_dict() for n in hub.list_pretrained(patterns)]
     return [
         {**entry.to_dict(), "name": name} for name, entry in get_registry().listing(kind, pattern)
     ]
