@@ -217,3 +217,28 @@ def test_non_persistent_buffers_are_rebuilt_for_real(make_plugin, tmp_path):
     loaded = zoo.load(path)
     assert torch.equal(loaded.offset, torch.arange(4.0))
     assert _same_outputs(model, loaded, torch.randn(3, 4))
+
+
+def test_a_plain_module_exports_and_loads_only_into_a_built_model(tmp_path):
+    plain = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    path = zoo.export(plain, tmp_path / "plain.safetensors", metrics={"accuracy": 1.0})
+    assert weights.read_metadata(path)["format"] == weights.FORMAT
+    with pytest.raises(WeightsError) as err:
+        zoo.load(path)
+    message = str(err.value)
+    assert "module not built by zoo.create_model" in message and "no model entry" in message
+    assert "zoo.weights.load_weights(model, path)" in message and "\n" not in message
+    other = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    weights.load_weights(other, path)
+    assert _same_outputs(plain, other, torch.randn(4, 3))
+
+
+def test_load_skips_init_only_while_building_on_meta(tmp_path):
+    from torch.nn import init
+
+    before = init.kaiming_uniform_
+    path = zoo.export(zoo.create_model("mlp", dataset="iris"), tmp_path / "m.safetensors")
+    zoo.load(path)
+    assert init.kaiming_uniform_ is before
+    layer = torch.nn.Linear(4, 4)  # built normally afterwards: randomly initialised
+    assert layer.weight.abs().sum() > 0

@@ -270,9 +270,7 @@ def _read_part(path: Path, read: Any) -> Any:
     except Exception as exc:  # SafetensorError, JSONDecodeError, OSError, ...
         lines = str(exc).strip().splitlines()
         reason = lines[0] if lines else type(exc).__name__
-        raise ZooError(
-            f"resume: cannot read {path} ({reason}); the checkpoint is damaged"
-        ) from exc
+        raise ZooError(f"resume: cannot read {path} ({reason}); the checkpoint is damaged") from exc
 
 
 def _fsync(path: Path) -> None:

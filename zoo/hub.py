@@ -555,7 +555,7 @@ def _make_cache_dir(path: Path) -> None:
 def _size_ok(path: Path, ref: FileRef) -> bool:
     try:
         return path.stat().st_size == ref.size
-    except FileNotFoundError:
+    except OSError:  # missing, or a cache dir that cannot exist (reported when writing)
         return False
 
 

@@ -871,7 +871,8 @@ def _check_epochs_left(checkpoint: Path, epochs: int) -> None:
     finished = (checkpoint.parent / WEIGHTS).is_file()
     if epochs < done or finished:
         raise UsageError(
-            f"nothing to do: run already has {done} epochs (--epochs is the total; pass more "
+            f"nothing to do: run already has {done} epoch{'s' if done != 1 else ''} "
+            f"(--epochs is the total; pass more "
             f"than {done} to train further)"
         )
 

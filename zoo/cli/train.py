@@ -53,18 +53,46 @@ RESUMABLE = (
 
 
 def parse_kwargs(values: tuple[str, ...], flag: str) -> dict[str, Any]:
-    """``("hidden=[32,32]", "act=relu")`` -> dict; values are JSON when they parse."""
+    """``("hidden=[32,32]", "act=relu")`` -> dict.
+
+    A value that looks like JSON - it starts with ``[``, ``{`` or ``"``, or like a number
+    (a digit, or ``-``/``+``/``.`` and a digit), or is ``true``/``false``/``null`` - must
+    parse (numbers such as ``.5`` or ``+1`` also parse as Python does); anything else is
+    kept as a plain string (``act=relu``). Quote text that looks like JSON: ``name='"3x3"'``.
+    """
     out: dict[str, Any] = {}
     for item in values:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key:
             raise UsageError(f"{flag} wants key=value, got {item!r}")
-        try:
-            out[key] = json.loads(raw)
-        except ValueError:
-            out[key] = raw
+        out[key] = _kwarg_value(raw, flag, key)
     return out
+
+
+def _looks_like_json(text: str) -> bool:
+    if text in ("true", "false", "null") or text[:1] in ("[", "{", '"') or text[:1].isdigit():
+        return True
+    return text[:1] in ("-", "+", ".") and text[1:2].isdigit()
+
+
+def _kwarg_value(raw: str, flag: str, key: str) -> Any:
+    text = raw.strip()
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        if not _looks_like_json(text):
+            return raw
+        for number in (int, float):
+            try:
+                return number(text)
+            except ValueError:
+                pass
+        reason = getattr(exc, "msg", str(exc))
+        raise UsageError(
+            f"{flag} {key}={raw}: {raw!r} is not valid JSON ({reason}); quote text as "
+            f"{key}='\"...\"'"
+        ) from None
 
 
 def _given(ctx: click.Context, name: str) -> bool:
@@ -121,20 +149,21 @@ def _slug(name: str) -> str:
 def train_cmd(ctx: click.Context, **params: Any) -> None:
     """Train a model on a dataset with the canonical PyTorch loop; writes a run directory."""
     from zoo.recipes import load_recipe
-    from zoo.rundir import RUN_JSON, read_run_json
+    from zoo.rundir import RUN_JSON, find_run, read_run_json
     from zoo.train import Trainer
 
     if params["data_dir"]:
         os.environ["ZOO_DATA"] = str(Path(params["data_dir"]).expanduser())
     settings: dict[str, Any] = {}
+    saved: dict[str, Any] = {}
     resume = params["resume"]
     if resume:
-        run_dir = Path(resume)
-        if run_dir.name == "checkpoint" and not (run_dir / RUN_JSON).exists():
-            run_dir = run_dir.parent
+        run_dir = find_run(resume)
         if (run_dir / RUN_JSON).exists():
-            saved = read_run_json(run_dir).get("settings", {})
+            saved = read_run_json(run_dir).get("settings") or {}
             settings.update({k: v for k, v in saved.items() if k in RESUMABLE})
+        if not params["data_dir"] and saved.get("data_dir"):
+            os.environ["ZOO_DATA"] = saved["data_dir"]  # the data the run was trained on
     if params["recipe"]:
         recipe, _ = load_recipe(params["recipe"])
         settings.update(recipe)
@@ -145,18 +174,24 @@ def train_cmd(ctx: click.Context, **params: Any) -> None:
         given = parse_kwargs(params[flag], "--" + flag.replace("_", "-"))
         if given:
             settings[key] = {**settings.get(key, {}), **given}
+    if saved:
+        for key in ("model", "dataset", "loss"):
+            settings[key] = _resumed_name(key, settings.get(key), saved, _given(ctx, key))
     model, dataset = settings.pop("model", None), settings.pop("dataset", None)
     if not model or not dataset:
         raise UsageError("zoo train needs --model and --dataset (or a --recipe naming them)")
     out = params["out"]
     if out is None:
         if resume:
-            out = str(Path(resume).parent if Path(resume).name == "checkpoint" else resume)
+            out = str(find_run(resume))
         else:
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
             out = str(Path("runs") / f"{stamp}-{_slug(model)}-{_slug(dataset)}")
     trainer = Trainer(model, dataset, out=out, resume=resume, **settings)
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    except KeyboardInterrupt:
+        _interrupted(ctx, trainer, out)
     if not trainer.dist.is_main:
         return  # under torchrun, rank 0 alone reports
     if params["recipe"] and result.run_dir is not None:
@@ -179,6 +214,51 @@ def train_cmd(ctx: click.Context, **params: Any) -> None:
         click.echo(f"run: {result.run_dir}")
 
 
+def _resumed_name(key: str, name: str | None, saved: dict[str, Any], given: bool) -> str | None:
+    """The name to build for a resumed run: its recorded ``plugin/name`` unless another was
+    asked for, which is refused for the model and dataset (the checkpoint is theirs)."""
+    from zoo.registry import normalize_name
+
+    old, ref = saved.get(key), (saved.get("entries") or {}).get(key)
+    if not name or not old:
+        return name
+    plugin, _, bare = normalize_name(name).rpartition("/")
+    same = bare == normalize_name(old) and (not plugin or not ref or f"{plugin}/{bare}" == ref)
+    if not same:
+        if key == "loss":
+            return name  # a different loss is a legitimate change of settings
+        where = f"--{key} {name}" if given else f"the recipe's {key} {name!r}"
+        raise UsageError(f"{where} conflicts with the resumed run ({old})")
+    if ref and not plugin:
+        from zoo import api
+        from zoo.errors import UnknownNameError
+
+        try:
+            api.get_entry(key, ref)
+            return ref  # resolves even if another plugin now shares the bare name
+        except UnknownNameError:
+            return name
+    return name
+
+
+def _interrupted(ctx: click.Context, trainer: Any, out: str) -> None:
+    """Ctrl-C: one line saying where the run stopped and how to continue it; exit 130."""
+    import shlex
+
+    from zoo.checkpoint import checkpoint_epoch
+
+    epoch = getattr(trainer, "current_epoch", None)
+    where = f"at epoch {epoch}" if epoch else "during setup"
+    done = checkpoint_epoch(Path(out) / "checkpoint")
+    if done:
+        click.echo(
+            f"interrupted {where}; continue with: zoo train --resume {shlex.quote(out)}", err=True
+        )
+    else:
+        click.echo(f"interrupted {where}, before the first checkpoint; nothing to resume", err=True)
+    ctx.exit(130)
+
+
 def _echo_metrics(metrics: dict[str, float]) -> None:
     from zoo.cli.output import echo_table
 
@@ -191,7 +271,7 @@ def _echo_metrics(metrics: dict[str, float]) -> None:
     "--dataset", "-d", help="Dataset to evaluate on (default: the one it was trained on)."
 )
 @click.option("--split", default="test", show_default=True)
-@click.option("--loss", help="Loss to report (default by task).")
+@click.option("--loss", help="Loss to report (default: the run's on its dataset, else by task).")
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option(
@@ -208,20 +288,28 @@ def evaluate_cmd(
     """Evaluate a run's model (or a weights file) on a dataset split."""
     from zoo import weights
     from zoo.devices import resolve_device
-    from zoo.train import evaluate_model
+    from zoo.train import check_batch_size, evaluate_model
 
-    if data_dir:
-        os.environ["ZOO_DATA"] = str(Path(data_dir).expanduser())
+    check_batch_size(batch_size)
     path = rundir.resolve_weights(source)
     meta = weights.read_metadata(path)
-    dataset = dataset or meta.get("dataset")
+    train = _train_record(meta)
+    if data_dir:
+        os.environ["ZOO_DATA"] = str(Path(data_dir).expanduser())
+    elif train.get("data_dir") and Path(train["data_dir"]).is_dir():
+        os.environ["ZOO_DATA"] = train["data_dir"]  # the data dir the run was trained with
+    own = dataset is None or dataset == meta.get("dataset")
+    shown = dataset or meta.get("dataset")
+    dataset = dataset or _recorded_dataset(meta)
     if not dataset:
         raise UsageError(f"{path} does not record its dataset; pass --dataset")
     dev = resolve_device(device)
     model = weights.load(path, device=str(dev))
     dataset_kwargs = parse_kwargs(dataset_arg, "--dataset-arg")
-    if not dataset_arg and dataset == meta.get("dataset"):
-        dataset_kwargs = ((meta.get("extra") or {}).get("train") or {}).get("dataset_kwargs") or {}
+    if not dataset_arg and own:
+        dataset_kwargs = train.get("dataset_kwargs") or {}
+    if loss is None and own:
+        loss = _recorded_entry(train, "loss")  # the loss it was trained with
     metrics = evaluate_model(
         model, dataset, split, batch_size=batch_size, device=str(dev),
         dataset_kwargs=dataset_kwargs, loss=loss,
@@ -229,9 +317,35 @@ def evaluate_cmd(
     if as_json:
         from zoo.cli.output import echo_json
 
-        echo_json({"weights": str(path), "dataset": dataset, "split": split, "metrics": metrics})
+        echo_json({"weights": str(path), "dataset": shown, "split": split, "metrics": metrics})
     else:
         _echo_metrics(metrics)
+
+
+def _train_record(meta: dict[str, Any]) -> dict[str, Any]:
+    """The training settings ``zoo train`` stores in a weights file (``{}`` for others)."""
+    train = (meta.get("extra") or {}).get("train")
+    return train if isinstance(train, dict) else {}
+
+
+def _recorded_dataset(meta: dict[str, Any]) -> str | None:
+    """The weights' dataset as ``plugin/name`` when recorded and still registered, else bare."""
+    return _recorded_entry(_train_record(meta), "dataset") or meta.get("dataset")
+
+
+def _recorded_entry(train: dict[str, Any], kind: str) -> str | None:
+    """``plugin/name`` of the run's ``kind`` entry if recorded and still registered, else bare."""
+    from zoo import api
+    from zoo.errors import UnknownNameError
+
+    ref = (train.get("entries") or {}).get(kind)
+    if ref:
+        try:
+            api.get_entry(kind, ref)
+            return ref
+        except UnknownNameError:
+            pass
+    return train.get(kind)
 
 
 def read_input(path: Path, key: str | None = None):
@@ -327,21 +441,25 @@ def predict_cmd(
     """Predict with a run's model (or a weights file): labels for classification, else values."""
     from zoo import api, weights
     from zoo.devices import resolve_device
-    from zoo.train import predict_model
+    from zoo.train import check_batch_size, predict_model
 
+    check_batch_size(batch_size)
     path = rundir.resolve_weights(source)
     meta = weights.read_metadata(path)
     dev = resolve_device(device)
     model = weights.load(path, device=str(dev))
     task, input_shape = None, None
-    if meta.get("dataset"):
+    dataset = _recorded_dataset(meta)
+    if dataset:
         try:
-            entry = api.get_entry("dataset", meta["dataset"])
+            entry = api.get_entry("dataset", dataset)
             task, input_shape = entry.tasks[0], tuple(entry.meta["input_shape"])
         except UsageError:
             pass
     if task is None:
-        model_entry = api.get_entry("model", meta["model"])
+        spec = getattr(model, "zoo_spec", None)
+        ref = f"{spec.plugin}/{spec.model}" if spec is not None else meta["model"]
+        model_entry = api.get_entry("model", ref)
         if len(model_entry.tasks) == 1:
             task = model_entry.tasks[0]
     X = shape_inputs(read_input(Path(input_path), key), input_shape)
