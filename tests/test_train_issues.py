@@ -149,8 +149,8 @@ def test_resume_with_another_model_or_dataset_conflicts(run_copy, flag, value, w
 
 def test_corrupt_run_json_is_one_line(run_copy):
     (run_copy / "run.json").write_text('{"settings": {"model": ')
-    line = one_line_error(zoo_cli("train", "--resume", run_copy, "--epochs", "2"), code=1)
-    assert f"cannot read {run_copy / 'run.json'}: not valid JSON" in line
+    line = one_line_error(zoo_cli("train", "--resume", run_copy, "--epochs", "2"))
+    assert line.startswith(f"error: {run_copy / 'run.json'} is not valid JSON (")
 
 
 @pytest.mark.parametrize("name", ["state.safetensors", "model.safetensors"])
@@ -235,6 +235,17 @@ def test_ctrl_c_leaves_a_resumable_run_and_exits_130(tmp_path):
     epoch = int(last.removeprefix("interrupted at epoch ").split(";")[0])
     assert ckpt.epoch >= 1 and epoch in (ckpt.epoch, ckpt.epoch + 1)
     assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
+
+
+def test_ctrl_c_while_a_checkpoint_is_written_waits_for_it():
+    from zoo.train import _sigint_deferred
+
+    steps = []
+    with pytest.raises(KeyboardInterrupt), _sigint_deferred():
+        os.kill(os.getpid(), signal.SIGINT)
+        steps.append("finished the write")
+    assert steps == ["finished the write"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 # -- 6. evaluate reuses the data dir ------------------------------------------------------------

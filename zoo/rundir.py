@@ -71,17 +71,15 @@ def read_run_json(run_dir: str | os.PathLike) -> dict[str, Any]:
     """A run's ``run.json``; a corrupt or unreadable file is a one-line error naming it."""
     import json
 
-    from zoo.errors import ZooError
+    from zoo.errors import UsageError
 
     path = Path(run_dir) / RUN_JSON
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
-        raise ZooError(f"cannot read {path}: not valid JSON ({exc})") from None
+        raise UsageError(f"{path} is not valid JSON ({exc})") from None
     if not isinstance(data, dict):
-        raise ZooError(f"cannot read {path}: not a JSON object")
+        raise UsageError(f"{path} is not a JSON object")
     return data
 
 

@@ -26,6 +26,8 @@ import math
 import os
 import random
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -741,6 +743,10 @@ class Trainer:
         }
 
     def _save_epoch(self, epoch: int, elapsed: float) -> None:
+        with _sigint_deferred():  # Ctrl-C waits until the checkpoint is whole and in place
+            self._write_checkpoint(epoch, elapsed)
+
+    def _write_checkpoint(self, epoch: int, elapsed: float) -> None:
         from zoo.checkpoint import capture_rng, save_checkpoint
         from zoo.rundir import write_metrics_csv
 
@@ -858,6 +864,28 @@ class Trainer:
         from zoo.rundir import write_run_json
 
         write_run_json(self.out, info)
+
+
+@contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold a SIGINT (Ctrl-C) that arrives inside the block and deliver it on leaving."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        if callable(previous):
+            previous(signal.SIGINT, None)
+        elif previous == signal.SIG_DFL:
+            raise KeyboardInterrupt
 
 
 def _check_epochs_left(checkpoint: Path, epochs: int) -> None:

@@ -245,11 +245,15 @@ def _interrupted(ctx: click.Context, trainer: Any, out: str) -> None:
     """Ctrl-C: one line saying where the run stopped and how to continue it; exit 130."""
     import shlex
 
-    from zoo.checkpoint import checkpoint_epoch
+    from zoo.checkpoint import find_checkpoint
 
     epoch = getattr(trainer, "current_epoch", None)
     where = f"at epoch {epoch}" if epoch else "during setup"
-    done = checkpoint_epoch(Path(out) / "checkpoint")
+    try:
+        find_checkpoint(out)
+        done = True
+    except UsageError:
+        done = False
     if done:
         click.echo(
             f"interrupted {where}; continue with: zoo train --resume {shlex.quote(out)}", err=True
