@@ -62,3 +62,26 @@ def test_class_weights_can_be_given_as_numbers():
 
 def test_partial_targets_are_shown_readably():
     assert get_entry("model", "resnet18").target_repr == "zoo_torchvision.build:build('resnet18')"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["list", "--jsn"], "error: No such option '--jsn'. Did you mean '--json'?"),
+        (["export", "--format", "pt", "x"], "error: Invalid value for '--format'"),
+        (["cache", "foo"], "error: Invalid value for '[list|verify|clear]'"),
+    ],
+)
+def test_click_usage_errors_are_one_line_too(run_zoo, args, message):
+    result = run_zoo(*args)
+    assert result.returncode == 2
+    assert result.stderr.startswith(message) and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_bench_plot_must_be_png_before_any_work(run_zoo, tmp_path):
+    result = run_zoo("bench", "--model", "mlp", "--dataset", "circles", "--plot", "out.jpg")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: --plot writes a PNG image; name it FILE.png, not out.jpg"
+    )
+    assert result.stdout == ""

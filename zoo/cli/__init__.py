@@ -9,6 +9,7 @@ code: 2 for bad usage, 1 for a failed piece of work.
 from __future__ import annotations
 
 import os
+import sys
 from importlib import import_module
 from typing import Any
 
@@ -76,4 +77,16 @@ def cli() -> None:
 
 
 def main() -> None:
-    cli()
+    """Entry point of the ``zoo`` script: click's usage errors become one ``error:`` line too."""
+    try:
+        code = cli.main(standalone_mode=False)
+    except click.UsageError as exc:  # unknown option, bad value, missing argument
+        click.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        click.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
+        sys.exit(exc.exit_code)
+    except click.Abort:  # Ctrl-C outside a command that handles it
+        click.echo("error: interrupted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

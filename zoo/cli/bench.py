@@ -76,6 +76,8 @@ def bench_cmd(ctx: click.Context, **opts: Any) -> None:
         raise UsageError("give --model (names or fnmatch patterns, comma-separated)")
     if not opts["datasets"]:
         raise UsageError("give --dataset (names or patterns, comma-separated)")
+    if opts["plot_path"] and not opts["plot_path"].lower().endswith(".png"):
+        raise UsageError(f"--plot writes a PNG image; name it FILE.png, not {opts['plot_path']}")
     _run(opts)
 
 
