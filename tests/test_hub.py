@@ -17,6 +17,7 @@ import zoo
 from zoo import hub
 from zoo.cli import cli
 from zoo.errors import FetchError, UsageError
+from zoo.publish import publish
 
 
 def _invoke(*args: str):
@@ -29,7 +30,7 @@ def published(tmp_path):
     model = zoo.create_model("mlp", dataset="iris", hidden=6)
     weights = zoo.export(model, tmp_path / "w.safetensors", metrics={"accuracy": 0.875})
     registry = tmp_path / "reg"
-    entry = hub.publish(weights, registry, "test")
+    entry = publish(weights, registry, "test")
     return model.eval(), registry, entry
 
 
@@ -54,9 +55,9 @@ def test_publish_refuses_overwrite_without_force(published, tmp_path):
     )
     before = (registry / "index.json").read_text()
     with pytest.raises(UsageError, match="mlp.test is already in .*; use --force"):
-        hub.publish(other, registry, "test")
+        publish(other, registry, "test")
     assert (registry / "index.json").read_text() == before
-    hub.publish(other, registry, "test", force=True, license="CC0-1.0")
+    publish(other, registry, "test", force=True, license="CC0-1.0")
     [raw] = json.loads((registry / "index.json").read_text())["entries"]
     assert raw["license"] == "CC0-1.0" and raw["metrics"] == {}
     assert raw["files"][0]["sha256"] == hashlib.sha256(other.read_bytes()).hexdigest()
@@ -91,10 +92,10 @@ def test_publish_bad_inputs(tmp_path):
 
     save_file({"w": torch.zeros(2)}, str(plain))
     with pytest.raises(UsageError, match="no zoo model metadata"):
-        hub.publish(plain, tmp_path / "r", "x")
+        publish(plain, tmp_path / "r", "x")
     good = zoo.export(zoo.create_model("linear", in_features=2), tmp_path / "g.safetensors")
     with pytest.raises(UsageError, match="tag 'Bad Tag' must be"):
-        hub.publish(good, tmp_path / "r", "Bad Tag")
+        publish(good, tmp_path / "r", "Bad Tag")
 
 
 def test_create_model_pretrained_from_a_registry(published, monkeypatch):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from zoo import hub
+from zoo import cache, hub
 from zoo.errors import FetchError, UnknownNameError
 
 
@@ -98,7 +98,7 @@ def server(tmp_path):
 
 
 def _blobs() -> list[Path]:
-    blobs = hub.cache_dir() / "blobs"
+    blobs = cache.cache_dir() / "blobs"
     return sorted(blobs.iterdir()) if blobs.exists() else []
 
 
@@ -218,7 +218,7 @@ def test_cache_hit_rechecks_size_and_verify_rehashes(server):
     data = bytearray(path.read_bytes())
     data[0] ^= 0xFF
     path.write_bytes(bytes(data))  # same size, wrong bytes: only a re-hash notices
-    bad = hub.verify_cache()
+    bad = cache.verify_cache()
     assert [(b.path, reason.split(":")[0]) for b, reason in bad] == [(path, "sha256 mismatch")]
     assert not path.exists()
 

@@ -10,9 +10,10 @@ import pytest
 from click.testing import CliRunner
 
 import zoo
-from zoo import hub
+from zoo import cache, hub
 from zoo.cli import cli
 from zoo.errors import FetchError, WeightsError, ZooError
+from zoo.publish import publish
 
 BUNDLED = {"mlp.circles", "mlp.iris", "tinyvgg.digits"}
 
@@ -39,7 +40,7 @@ def registry(tmp_path):
     model = zoo.create_model("mlp", dataset="iris", hidden=6)
     weights = zoo.export(model, tmp_path / "w.safetensors", metrics={"accuracy": 0.875})
     root = tmp_path / "reg"
-    hub.publish(weights, root, "test")
+    publish(weights, root, "test")
     return root
 
 
@@ -277,7 +278,7 @@ def test_publish_into_a_file_is_a_one_line_error(run, afile):
     [line] = result.stderr.splitlines()
     assert line.startswith("error: cannot create registry directory") and "not a directory" in line
     with pytest.raises(ZooError, match="cannot create registry directory"):
-        hub.publish(run, afile / "reg", "t")
+        publish(run, afile / "reg", "t")
 
 
 def test_fetch_with_an_unusable_zoo_home_is_a_one_line_error(afile, monkeypatch, run_zoo):
@@ -292,7 +293,7 @@ def test_fetch_with_an_unusable_zoo_home_is_a_one_line_error(afile, monkeypatch,
 
 def test_fetch_that_cannot_write_into_the_cache_is_a_one_line_error():
     ref = hub.get_pretrained("mlp.iris").files[0]
-    record = hub.blob_path(ref).with_name(hub.blob_path(ref).name + ".json")
+    record = cache.blob_path(ref).with_name(cache.blob_path(ref).name + ".json")
     record.mkdir(parents=True)  # a directory where the fetch record must go
     with pytest.raises(FetchError, match=f"cannot write to the cache .*{record.parent}") as err:
         hub.fetch("mlp.iris")
@@ -313,4 +314,4 @@ def test_publishing_a_plain_module_says_why_it_cannot(tmp_path):
 
     path = zoo.export(torch.nn.Linear(2, 1), tmp_path / "plain.safetensors")
     with pytest.raises(zoo.UsageError, match="module not built by zoo.create_model"):
-        hub.publish(path, tmp_path / "reg", "t")
+        publish(path, tmp_path / "reg", "t")

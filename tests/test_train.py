@@ -10,7 +10,8 @@ import torch
 import zoo
 from zoo.data import TensorBatches, make_batches, shard_bounds
 from zoo.errors import ZooError
-from zoo.train import Trainer, evaluate_model
+from zoo.evaluation import evaluate_model
+from zoo.train import Trainer
 
 
 def fast(model="mlp", dataset="circles", **kw):

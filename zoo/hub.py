@@ -1,4 +1,4 @@
-"""Pretrained registries and the verified, content-addressed download cache.
+"""Pretrained registries: where ``model.tag`` entries come from, and fetching them by name.
 
 Registries, searched in this order (like ``PATH``: the first one naming an entry wins):
 
@@ -16,42 +16,31 @@ registry's error. Registries passed explicitly (``registry=``, ``--registry``) a
 one are never skipped: their errors are raised.
 
 A registry is a directory, a ``file://`` URL or an ``http(s)://`` URL holding ``index.json``
-(or the URL of the index itself). Files are cached under ``$ZOO_HOME/hub`` (else
-``$XDG_CACHE_HOME/zoo/hub``) as ``blobs/<sha256><suffix>``: downloaded to a unique temp file
-in that directory, checked for full sha256 and size, then renamed into place, under a per-file
-``flock`` so concurrent fetches download once. ``ZOO_OFFLINE=1`` never touches the network.
-This module does not import torch.
+(or the URL of the index itself). :func:`fetch` downloads an entry's files into the verified,
+content-addressed cache of :mod:`zoo.cache`; :mod:`zoo.publish` adds entries to a local
+registry. This module does not import torch.
 """
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import fnmatch
-import hashlib
 import json
 import os
 import re
-import shutil
 import sys
-import tempfile
-import urllib.error
 import urllib.parse
-import urllib.request
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import FetchError, UnknownNameError, UsageError, ZooError
+from zoo.cache import fetch_entry, fetch_index, local_path
+from zoo.errors import FetchError, UnknownNameError
 
 SCHEMA = 1
 BUNDLED = "zoo"
-TIMEOUT = 30.0
-CHUNK = 1 << 20
-PROGRESS_MIN = 4 << 20  # show a progress bar for files of at least 4 MiB
-_NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*\.[a-z0-9]+(?:[-_][a-z0-9]+)*$")
+ENTRY_NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*\.[a-z0-9]+(?:[-_][a-z0-9]+)*$")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -148,22 +137,6 @@ def _tasks(entry: PretrainedEntry) -> list[str]:
 # ---------------------------------------------------------------- registries
 
 
-def cache_dir() -> Path:
-    """The hub cache root: ``$ZOO_HOME/hub``, else ``$XDG_CACHE_HOME/zoo/hub`` (~/.cache)."""
-    home = os.environ.get("ZOO_HOME")
-    if home:
-        return Path(home).expanduser() / "hub"
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg).expanduser() / "zoo" / "hub"
-
-
-def is_offline(offline: bool | None = None) -> bool:
-    """``offline`` if given, else ``$ZOO_OFFLINE`` (any value but empty/0)."""
-    if offline is not None:
-        return offline
-    return os.environ.get("ZOO_OFFLINE", "") not in ("", "0", "false", "no")
-
-
 def bundled_index() -> str:
     """Location of the bundled registry's ``index.json`` (works from any kind of install)."""
     from importlib.resources import files
@@ -207,27 +180,16 @@ def _index_location(loc: str) -> str:
     parts = urllib.parse.urlsplit(loc)
     if parts.scheme in ("http", "https"):
         return loc if parts.path.endswith(".json") else loc.rstrip("/") + "/index.json"
-    path = _local_path(loc)
+    path = local_path(loc)
     return str(path if path.suffix == ".json" else path / "index.json")
-
-
-def _local_path(loc: str) -> Path:
-    parts = urllib.parse.urlsplit(loc)
-    if parts.scheme == "file":
-        return Path(urllib.request.url2pathname(parts.path))
-    if parts.scheme and len(parts.scheme) > 1:
-        raise FetchError(
-            f"unsupported registry or file location {loc!r} (use a path, file:// or http(s)://)"
-        )
-    return Path(loc).expanduser()
 
 
 def load_index(location: str, offline: bool | None = None) -> list[PretrainedEntry]:
     """Read and validate one registry index (HTTP indexes are cached for offline use)."""
     if urllib.parse.urlsplit(location).scheme in ("http", "https"):
-        data = _remote_index(location, is_offline(offline))
+        data = fetch_index(location, offline)
     else:
-        path = _local_path(location)
+        path = local_path(location)
         try:
             data = path.read_bytes()
         except FileNotFoundError:
@@ -235,30 +197,6 @@ def load_index(location: str, offline: bool | None = None) -> list[PretrainedEnt
         except OSError as exc:
             raise FetchError(f"cannot read registry index {path}: {exc.strerror or exc}") from None
     return parse_index(data, location)
-
-
-def _remote_index(url: str, offline: bool) -> bytes:
-    copy = cache_dir() / "indexes" / (hashlib.sha256(url.encode()).hexdigest()[:32] + ".json")
-    if offline:
-        if copy.is_file():
-            return copy.read_bytes()
-        raise FetchError(f"offline (ZOO_OFFLINE) and the registry index {url} was never fetched")
-    try:
-        with _open_url(url) as resp:
-            data = resp.read()
-    except FetchError:
-        if copy.is_file():
-            warnings.warn(f"registry {url} unreachable; using the cached index", stacklevel=3)
-            return copy.read_bytes()
-        raise
-    from zoo.fileio import write_bytes
-
-    _make_cache_dir(copy.parent)
-    try:
-        write_bytes(copy, data)
-    except OSError as exc:
-        raise FetchError(f"cannot write to the cache ({copy}): {exc.strerror or exc}") from None
-    return data
 
 
 def parse_index(data: bytes | str, location: str) -> list[PretrainedEntry]:
@@ -302,7 +240,7 @@ def make_entry(raw: Any, *, base: str | None, registry: str, where: str) -> Pret
     if not isinstance(raw, dict):
         raise bad("entry is not an object")
     name = raw.get("name")
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not ENTRY_NAME.match(name):
         raise bad(f"name {name!r} must be 'model.tag' in lower case")
     model = raw.get("model", name.split(".", 1)[0])
     if model != name.split(".", 1)[0]:
@@ -361,7 +299,7 @@ def _resolve(url: str, base: str | None, where: str) -> str:
         raise FetchError(f"registry index {where}: file url {url!r} escapes the registry")
     if urllib.parse.urlsplit(base).scheme in ("http", "https"):
         return urllib.parse.urljoin(base, url)
-    return str(_local_path(base).parent / Path(*[s for s in segments if s not in ("", ".")]))
+    return str(local_path(base).parent / Path(*[s for s in segments if s not in ("", ".")]))
 
 
 def _plugin_entries() -> list[PretrainedEntry]:
@@ -490,410 +428,3 @@ def get_pretrained(
 def fetch(name: str, registry: str | list[str] | None = None, offline: bool | None = None) -> Path:
     """Fetch every file of pretrained entry ``name`` into the cache; return the first (weights)."""
     return fetch_entry(get_pretrained(name, registry, offline), offline)
-
-
-def fetch_entry(entry: PretrainedEntry, offline: bool | None = None) -> Path:
-    """Fetch every file of a resolved ``entry`` into the cache; return the first (weights)."""
-    paths = [fetch_file(ref, name=entry.name, offline=offline) for ref in entry.files]
-    return paths[0]
-
-
-def is_cached(entry: PretrainedEntry) -> bool:
-    """Whether every file of ``entry`` is already in the cache (a fetch would download nothing)."""
-    return all(_size_ok(blob_path(ref), ref) for ref in entry.files)
-
-
-def blob_path(ref: FileRef) -> Path:
-    """Where a file lives in the content-addressed cache."""
-    return cache_dir() / "blobs" / f"{ref.sha256}{ref.suffix}"
-
-
-def fetch_file(ref: FileRef, *, name: str = "", offline: bool | None = None) -> Path:
-    """A verified cached copy of ``ref``, downloading it (once, under a lock) when missing."""
-    target = blob_path(ref)
-    if _size_ok(target, ref):
-        return target
-    offline = is_offline(offline)
-    if offline and ref.is_remote:
-        what = f"{name!r}" if name else ref.url
-        raise FetchError(
-            f"offline (ZOO_OFFLINE) and {what} is not in the cache ({cache_dir()}); "
-            "fetch it once with network access"
-        )
-    lock = cache_dir() / "locks" / f"{ref.sha256}.lock"
-    for folder in (target.parent, lock.parent):
-        _make_cache_dir(folder)
-    try:
-        with _locked(lock):
-            if _size_ok(target, ref):  # another process fetched it while we waited
-                return target
-            target.unlink(missing_ok=True)  # a wrong-size leftover is never a hit
-            _download(ref, target)
-            _write_record(ref, target, name)
-    except OSError as exc:
-        where = exc.filename or target.parent
-        raise FetchError(
-            f"cannot write to the cache ({where}): {exc.strerror or exc}; "
-            "set ZOO_HOME to a writable directory"
-        ) from None
-    return target
-
-
-def _make_cache_dir(path: Path) -> None:
-    """``mkdir -p`` a cache folder, as a one-line :class:`FetchError` when impossible."""
-    from zoo.weights import os_reason
-
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise FetchError(
-            f"cannot create cache dir {path}: {os_reason(exc, path / 'x')}; "
-            "set ZOO_HOME to a writable directory"
-        ) from None
-
-
-def _size_ok(path: Path, ref: FileRef) -> bool:
-    try:
-        return path.stat().st_size == ref.size
-    except OSError:  # missing, or a cache dir that cannot exist (reported when writing)
-        return False
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive ``flock`` on ``path`` (a lock file, or a directory to lock in place).
-
-    A no-op where fcntl is unavailable.
-    """
-    if not path.is_dir():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        yield
-        return
-    fd = os.open(path, os.O_RDONLY) if path.is_dir() else os.open(path, os.O_RDWR | os.O_CREAT)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-
-
-def _download(ref: FileRef, target: Path) -> None:
-    """Stream ``ref`` into a temp file beside ``target``, verify size + sha256, rename."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    tmp = Path(tmp_name)
-    digest = hashlib.sha256()
-    got = 0
-    try:
-        with os.fdopen(fd, "wb") as out, _open_source(ref.url) as (stream, length):
-            bar = _progress(ref, length)
-            try:
-                while True:
-                    try:
-                        chunk = stream.read(CHUNK)
-                    except (OSError, ValueError) as exc:
-                        raise _network_error(ref.url, exc) from None
-                    if not chunk:
-                        break
-                    out.write(chunk)
-                    digest.update(chunk)
-                    got += len(chunk)
-                    if bar is not None:
-                        bar.update(len(chunk))
-                    if got > ref.size:
-                        break  # never stream more than the index promised
-            finally:
-                if bar is not None:
-                    bar.close()
-            if got <= ref.size and length is not None and got < length:
-                raise FetchError(
-                    f"network failure fetching {ref.url}: connection closed after {got} of "
-                    f"{length} bytes"
-                )
-            out.flush()
-            os.fsync(out.fileno())
-        if got != ref.size:
-            shown = f"{got} bytes" if got <= ref.size else f"more than {ref.size} bytes"
-            raise FetchError(f"size mismatch for {ref.url}: expected {ref.size} bytes, got {shown}")
-        sha = digest.hexdigest()
-        if sha != ref.sha256:
-            raise FetchError(f"sha256 mismatch for {ref.url}: expected {ref.sha256}, got {sha}")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def _open_source(url: str) -> Iterator[tuple[Any, int | None]]:
-    """A readable stream for a URL or local path, and its announced length (if any)."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme in ("http", "https"):
-        with _open_url(url) as resp:
-            length = resp.headers.get("Content-Length")
-            yield resp, int(length) if length and length.isdigit() else None
-        return
-    path = _local_path(url)
-    try:
-        fh = open(path, "rb")  # noqa: SIM115 - closed below, after mapping errors
-    except FileNotFoundError:
-        raise FetchError(f"not found: {url} (file missing from its registry)") from None
-    except OSError as exc:
-        raise FetchError(f"cannot read {url}: {exc.strerror or exc}") from None
-    with fh:
-        yield fh, None
-
-
-def _open_url(url: str):
-    """``urlopen`` with a User-Agent and timeout; proxies from the environment are honoured."""
-    from zoo import __version__
-
-    timeout = float(os.environ.get("ZOO_HTTP_TIMEOUT", TIMEOUT))
-    request = urllib.request.Request(url, headers={"User-Agent": f"zoo/{__version__} (+urllib)"})
-    try:
-        # a fresh opener per call reads *_proxy / no_proxy from the environment as it is now
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler())
-        return opener.open(request, timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            raise FetchError(f"not found (HTTP 404): {url}") from None
-        raise FetchError(f"HTTP {exc.code} {exc.reason} fetching {url}") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise _network_error(url, exc) from None
-
-
-def _network_error(url: str, exc: BaseException) -> FetchError:
-    reason = getattr(exc, "reason", None) or exc
-    return FetchError(f"network failure fetching {url}: {type(exc).__name__}: {reason}")
-
-
-def _progress(ref: FileRef, length: int | None):
-    if ref.size < PROGRESS_MIN:
-        return None
-    from tqdm import tqdm
-
-    name = urllib.parse.urlsplit(ref.url).path.rsplit("/", 1)[-1]
-    return tqdm(
-        total=length or ref.size, unit="B", unit_scale=True, unit_divisor=1024,
-        desc=name, file=sys.stderr, leave=False, disable=None,
-    )  # fmt: skip
-
-
-def _write_record(ref: FileRef, target: Path, name: str) -> None:
-    from datetime import UTC, datetime
-
-    from zoo.fileio import write_json
-
-    record = {
-        "name": name, "url": ref.url, "sha256": ref.sha256, "size": ref.size,
-        "fetched": datetime.now(UTC).isoformat(timespec="seconds"),
-    }  # fmt: skip
-    write_json(target.with_name(target.name + ".json"), record)
-
-
-# ---------------------------------------------------------------- cache management
-
-
-@dataclass
-class CachedFile:
-    path: Path
-    sha256: str
-    size: int
-    name: str = ""
-    url: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name, "kind": "cache", "plugin": "", "summary": self.url,
-            "sha256": self.sha256, "size": self.size, "path": str(self.path), "url": self.url,
-        }  # fmt: skip
-
-
-def cached_files() -> list[CachedFile]:
-    """Every blob in the cache, with the entry name and URL it was fetched for."""
-    blobs = cache_dir() / "blobs"
-    out = []
-    for path in sorted(blobs.glob("*")) if blobs.is_dir() else []:
-        if path.name.startswith(".") or path.name.endswith(".json") or not path.is_file():
-            continue
-        record: dict[str, Any] = {}
-        with contextlib.suppress(OSError, ValueError):
-            record = json.loads(path.with_name(path.name + ".json").read_text())
-        sha = path.name.split(".", 1)[0]
-        out.append(
-            CachedFile(
-                path, sha, path.stat().st_size, record.get("name", ""), record.get("url", "")
-            )
-        )
-    return out
-
-
-def verify_cache(remove: bool = True) -> list[tuple[CachedFile, str]]:
-    """Re-hash every cached file; return the bad ones with the reason (removed by default)."""
-    bad = []
-    for item in cached_files():
-        digest = hashlib.sha256()
-        with open(item.path, "rb") as fh:
-            for chunk in iter(lambda fh=fh: fh.read(CHUNK), b""):
-                digest.update(chunk)
-        got = digest.hexdigest()
-        if got != item.sha256:
-            bad.append((item, f"sha256 mismatch: expected {item.sha256}, got {got}"))
-            if remove:
-                item.path.unlink(missing_ok=True)
-                item.path.with_name(item.path.name + ".json").unlink(missing_ok=True)
-    return bad
-
-
-def clear_cache() -> int:
-    """Remove the whole hub cache; return the number of bytes freed."""
-    root = cache_dir()
-    if not root.exists():
-        return 0
-    freed = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
-    shutil.rmtree(root)
-    return freed
-
-
-# ---------------------------------------------------------------- publish
-
-
-def publish(
-    source: str | os.PathLike,
-    registry: str | os.PathLike,
-    tag: str,
-    *,
-    force: bool = False,
-    license: str | None = None,
-    recipe: str | os.PathLike | None = None,
-    summary: str | None = None,
-) -> PretrainedEntry:
-    """Copy a weights file (or a run dir's ``model.safetensors``) into a local registry.
-
-    The entry (``model.tag``) takes its model, kwargs, dataset and metrics from the file's
-    metadata, completed from the run's ``run.json`` when ``source`` is a run dir. ``index.json``
-    is rewritten atomically under a lock; an existing entry is replaced only with ``force``.
-    """
-    from zoo import rundir, weights
-    from zoo.fileio import atomic_path, write_json
-
-    weights_path = rundir.resolve_weights(source)
-    run = _run_of(source)
-    kept = Path(source) / rundir.RECIPE
-    recipe = recipe or (kept if kept.is_file() else None)
-    meta = weights.read_metadata(weights_path)
-    if not meta.get("model"):
-        why = (
-            "was exported from a module not built by zoo.create_model, so it names no model entry"
-            if meta.get("format") == weights.FORMAT
-            else "has no zoo model metadata (it was not written by zoo.export)"
-        )
-        raise UsageError(f"{weights_path} {why}; only weights of zoo models can be published")
-    name = f"{meta['model']}.{tag}"
-    if not _NAME.match(name):
-        raise UsageError(f"tag {tag!r} must be lower-case letters, digits and '-'")
-    root = _local_path(str(registry))
-    if root.suffix == ".json":
-        root = root.parent
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ZooError(
-            f"cannot create registry directory {root}: {weights.os_reason(exc, root / 'x')}"
-        ) from None
-    try:
-        with _locked(root):  # the directory itself: publishing leaves no lock file behind
-            index_path = root / "index.json"
-            doc = _read_index_doc(index_path)
-            existing = [e for e in doc["entries"] if isinstance(e, dict) and e.get("name") == name]
-            if existing and not force:
-                raise UsageError(f"{name} is already in {index_path}; use --force to replace it")
-            filename = f"{name}.safetensors"
-            digest, size = hashlib.sha256(), 0
-            with (
-                atomic_path(root / filename) as tmp,
-                open(weights_path, "rb") as src,
-                open(tmp, "wb") as dst,
-            ):
-                for chunk in iter(lambda: src.read(CHUNK), b""):
-                    dst.write(chunk)
-                    digest.update(chunk)
-                    size += len(chunk)
-            raw: dict[str, Any] = {
-                "name": name,
-                "model": meta["model"],
-                "kwargs": meta.get("kwargs") or {},
-                "files": [{"url": filename, "sha256": digest.hexdigest(), "size": size}],
-                "metrics": meta.get("metrics") or run.get("result", {}).get("metrics", {}),
-                "dataset": meta.get("dataset") or run.get("settings", {}).get("dataset"),
-                "license": license or (existing[0].get("license") if existing else None) or "MIT",
-                "recipe": None,
-                "created": meta.get("created"),
-            }
-            if recipe and not Path(recipe).is_file():
-                raise UsageError(f"no such recipe file: {recipe}")
-            summary = summary or (existing[0].get("summary") if existing else None)
-            summary = summary or (_recipe_description(Path(recipe)) if recipe else None)
-            if summary:
-                raw["summary"] = summary
-            if recipe:
-                recipe_src = Path(recipe)
-                dest = root / "recipes" / f"{name}.toml"
-                if recipe_src.resolve() != dest.resolve():
-                    from zoo.fileio import write_bytes
-
-                    write_bytes(dest, recipe_src.read_bytes())
-                raw["recipe"] = f"recipes/{name}.toml"
-            entry = make_entry(raw, base=str(index_path), registry="", where=str(index_path))
-            doc["entries"] = sorted(
-                [e for e in doc["entries"] if not (isinstance(e, dict) and e.get("name") == name)]
-                + [raw],
-                key=lambda e: str(e.get("name", "")) if isinstance(e, dict) else "",
-            )
-            write_json(index_path, doc)
-    except OSError as exc:
-        where = exc.filename or root
-        raise ZooError(
-            f"cannot write to registry {root} ({where}): {exc.strerror or exc}"
-        ) from None
-    return entry
-
-
-def _recipe_description(path: Path) -> str | None:
-    """A recipe's ``description`` (the entry's summary when none is given)."""
-    import tomllib
-
-    try:
-        value = tomllib.loads(path.read_text(encoding="utf-8")).get("description")
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-        return None
-    return value if isinstance(value, str) else None
-
-
-def _run_of(source: str | os.PathLike) -> dict[str, Any]:
-    """The ``run.json`` beside a run dir's weights ({} for a bare weights file)."""
-    from zoo import rundir
-
-    path = Path(source)
-    if not (path / rundir.RUN_JSON).is_file():
-        return {}
-    try:
-        return rundir.read_run_json(path)
-    except ValueError as exc:
-        raise UsageError(f"{path / rundir.RUN_JSON} is not valid JSON ({exc})") from None
-
-
-def _read_index_doc(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        return {"schema": SCHEMA, "entries": []}
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise FetchError(f"malformed registry index {path}: {exc}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("entries"), list):
-        raise FetchError(f"malformed registry index {path}: expected an object with entries")
-    if doc.get("schema") != SCHEMA:
-        raise FetchError(f"registry index {path} has schema {doc.get('schema')!r}, not {SCHEMA}")
-    return doc

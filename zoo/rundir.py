@@ -1,4 +1,5 @@
-"""The files of a run directory: ``run.json``, ``metrics.csv`` and ``loss_curves.png``.
+"""The files of a run directory: ``run.json``, ``metrics.csv`` and ``loss_curves.png``, and
+what a :class:`~zoo.train.Trainer` records in them (:func:`run_info`, :func:`write_outputs`).
 
 Every file is written atomically. matplotlib is imported only to draw the curves (Agg backend).
 """
@@ -11,9 +12,12 @@ import os
 import platform
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zoo.fileio import atomic_path, write_json, write_text
+
+if TYPE_CHECKING:
+    from zoo.train import Trainer
 
 RUN_JSON = "run.json"
 METRICS_CSV = "metrics.csv"
@@ -61,6 +65,13 @@ def resolve_weights(source: str | os.PathLike) -> Path:
 def keep_recipe(run_dir: str | os.PathLike, recipe: str | os.PathLike) -> Path:
     """Copy the recipe a run was trained from into it (``zoo publish`` ships it along)."""
     return write_text(Path(run_dir) / RECIPE, Path(recipe).read_text(encoding="utf-8"))
+
+
+def jsonable(value: Any) -> Any:
+    """JSON round trip: tuples become lists, so settings compare the same after a save."""
+    import json
+
+    return json.loads(json.dumps(value, default=str))
 
 
 def write_run_json(run_dir: str | os.PathLike, data: dict[str, Any]) -> Path:
@@ -162,3 +173,109 @@ def curves_figure(history: list[dict[str, Any]], metric: str) -> Any:
 
 def command_line() -> list[str]:
     return list(sys.argv)
+
+
+def run_info(trainer: Trainer, status: str, started: str, t_start: float) -> dict[str, Any]:
+    """What ``run.json`` records of ``trainer``'s run: settings, model, data, device, timings."""
+    import time
+    from datetime import UTC, datetime
+
+    import torch
+
+    from zoo.devices import device_name
+
+    spec = getattr(trainer.model, "zoo_spec", None)
+    plugins = {}
+    for entry in (trainer.model_entry, trainer.dataset_entry, trainer.loss_entry):
+        if entry is not None:
+            plugins[f"{entry.kind}:{entry.name}"] = f"{entry.dist} {entry.version} ({entry.plugin})"
+    train_s = sum(r.get("seconds", 0.0) for r in trainer.history)
+    eval_s = sum(r.get("eval_seconds", 0.0) for r in trainer.history)
+    return {
+        "status": status,
+        "settings": trainer.settings(),
+        "seed": trainer.seed,
+        "model": {
+            "name": trainer.model_name,
+            "kwargs": jsonable(spec.kwargs) if spec else None,
+            "plugin": spec.plugin if spec else None,
+            "parameters": sum(p.numel() for p in trainer.model.parameters()),
+            "trainable": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+        },
+        "dataset": {
+            "name": trainer.dataset,
+            "task": trainer.task,
+            "kwargs": trainer.dataset_kwargs,
+            "train_size": trainer.train_batches.num_samples,
+            "test_size": trainer.test_batches.num_samples,
+            "loader": type(trainer.train_batches).__name__,
+        },
+        "loss": {"name": trainer.loss, "expects": trainer.expects, "kwargs": trainer.loss_kwargs},
+        "optimizer": {
+            "name": trainer.optimizer_name,
+            "class": type(trainer.optimizer).__name__,
+            "hyperparameters": jsonable(
+                {
+                    k: v
+                    for k, v in trainer.optimizer.defaults.items()
+                    if not isinstance(v, torch.Tensor)
+                }
+            ),
+        },
+        "device": {
+            "type": trainer.device.type,
+            "device": str(trainer.device),
+            "name": device_name(trainer.device),
+            "threads": torch.get_num_threads(),
+            "world_size": trainer.dist.world,
+            "backend": trainer.dist.backend,
+            "autocast": str(trainer.autocast).removeprefix("torch.") if trainer.autocast else None,
+            "grad_scaler": trainer.scaler is not None,
+        },
+        "versions": versions(plugins),
+        "timings": {
+            "setup_s": trainer.setup_seconds,
+            "train_s": train_s,
+            "eval_s": eval_s,
+            "wall_s": time.perf_counter() - t_start,
+            "total_s": trainer._elapsed_before + time.perf_counter() - t_start,
+            "epochs_run": len(trainer.history),
+        },
+        "result": {
+            "epochs": len(trainer.history),
+            "last_epoch": trainer.history[-1]["epoch"] if trainer.history else 0,
+            "monitor": trainer.monitor,
+            "best": trainer._early.get("best"),
+            "best_epoch": trainer._early.get("best_epoch"),
+            "error": trainer._diverged_message,
+        },
+        "resumed_from": trainer.resumed_from,
+        "command": command_line(),
+        "started": started,
+        "updated": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def write_outputs(
+    trainer: Trainer, metrics: dict[str, float], status: str, started: str, t_start: float
+) -> None:
+    """A finished run's files: the weights (with their training record), ``metrics.csv``, the
+    curves and the final ``run.json``."""
+    from zoo import tasks, weights
+
+    extra = {
+        "train": {
+            k: v for k, v in trainer.settings().items()
+            if k in ("loss", "optimizer", "lr", "weight_decay", "momentum", "epochs",
+                     "batch_size", "seed", "precision", "dataset_kwargs", "data_dir",
+                     "entries")
+        }
+    }  # fmt: skip
+    weights.export(
+        trainer.model, trainer.out / WEIGHTS, dataset=trainer.dataset, metrics=metrics, extra=extra
+    )
+    write_metrics_csv(trainer.out, trainer.history)
+    plot_curves(trainer.out, trainer.history, tasks.TASKS[trainer.task].primary_metric)
+    info = run_info(trainer, status, started, t_start)
+    info["result"]["metrics"] = metrics
+    write_run_json(trainer.out, info)

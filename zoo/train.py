@@ -21,7 +21,6 @@ per step); it is inspected only every few steps for progress and the NaN/inf gua
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
@@ -35,12 +34,12 @@ from typing import TYPE_CHECKING, Any
 
 from zoo import api, tasks
 from zoo.errors import IncompatibleError, UsageError, ZooError
+from zoo.evaluation import EVAL_BATCH_SIZE, num_classes_of, predict_model, run_evaluation
+from zoo.rundir import WEIGHTS, jsonable, run_info, write_metrics_csv, write_outputs, write_run_json
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
-
-EVAL_BATCH_SIZE = 256
 
 
 @dataclass
@@ -57,148 +56,7 @@ class FitResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-# -- evaluation and prediction (shared by the trainer, `zoo evaluate` and `zoo predict`) --------
-
-
-def run_evaluation(
-    model: nn.Module,
-    batches: Any,
-    *,
-    task: str,
-    loss_fn: nn.Module | None = None,
-    expects: str = "logits",
-    num_classes: int | None = None,
-    autocast: torch.dtype | None = None,
-) -> dict[str, float]:
-    """``{"loss", *task metrics}`` of ``model`` over ``batches``, under eval + inference mode."""
-    import torch
-
-    model.eval()
-    outputs, targets = [], []
-    device_type = None
-    with torch.inference_mode():
-        for x, y in batches:
-            if autocast is not None:
-                device_type = device_type or x.device.type
-                with torch.autocast(device_type, dtype=autocast):
-                    out = model(x)
-                out = out.float()
-            else:
-                out = model(x)
-            outputs.append(tasks.align(task, out, y))
-            targets.append(y)
-        if not outputs:
-            return {}
-        output, target = torch.cat(outputs), torch.cat(targets)
-        metrics: dict[str, float] = {}
-        if loss_fn is not None:
-            metrics["loss"] = loss_fn(
-                tasks.to_loss_input(expects, task, output.float()), target
-            ).item()
-        metrics.update(tasks.compute_metrics(task, output, target, num_classes))
-    return metrics
-
-
-def check_model_fits(model: nn.Module, dataset: str) -> None:
-    """Refuse a model built for other inputs/outputs than ``dataset`` gives (one-line error)."""
-    spec = getattr(model, "zoo_spec", None)
-    if spec is None:
-        return
-    entry = api.get_entry("dataset", dataset)
-    try:
-        model_entry = api.get_entry("model", f"{spec.plugin}/{spec.model}")
-    except ZooError:
-        model_entry = None
-    if model_entry is not None:
-        tasks.check_compatible(model_entry, entry)
-    want = tasks.standard_kwargs(entry)
-    for key, value in want.items():
-        have = spec.kwargs.get(key)
-        if have is not None and _norm(have) != _norm(value):
-            raise IncompatibleError(
-                f"model {spec.model!r} was built with {key}={_norm(have)} but dataset "
-                f"{entry.name!r} needs {key}={_norm(value)}"
-            )
-
-
-def evaluate_model(
-    model: nn.Module,
-    dataset: str,
-    split: str = "test",
-    *,
-    batch_size: int = EVAL_BATCH_SIZE,
-    device: str = "cpu",
-    dataset_kwargs: dict[str, Any] | None = None,
-    loss: str | None = None,
-) -> dict[str, float]:
-    """Metrics and loss (default: the task's) of ``model`` on one split of ``dataset``."""
-    from zoo.data import make_batches
-    from zoo.devices import resolve_device
-
-    check_batch_size(batch_size)
-    entry = api.get_entry("dataset", dataset)
-    task = entry.tasks[0]
-    check_model_fits(model, entry.qualname)
-    loss_entry = api.get_entry("loss", loss or tasks.TASKS[task].default_loss)
-    if task not in loss_entry.tasks:
-        raise IncompatibleError(f"loss {loss_entry.name!r} does not serve {task} ({entry.name!r})")
-    dev = resolve_device(device)
-    model.to(dev)
-    data = api.load_dataset(entry.qualname, split, **(dataset_kwargs or {}))
-    batches = make_batches(data, batch_size, device=dev)
-    loss_fn = api.create_loss(loss_entry.qualname).to(dev)
-    return run_evaluation(
-        model, batches, task=task, loss_fn=loss_fn,
-        expects=loss_entry.meta.get("expects", "logits"), num_classes=_num_classes(entry),
-    )  # fmt: skip
-
-
-def predict_model(
-    model: nn.Module,
-    X: torch.Tensor,
-    *,
-    task: str | None = None,
-    batch_size: int = EVAL_BATCH_SIZE,
-    raw: bool = False,
-) -> torch.Tensor:
-    """Predictions for ``X`` on the model's device, under eval + inference mode, on the CPU.
-
-    Classification gives class labels, regression values; ``raw`` (or an unknown task) gives
-    the model's outputs.
-    """
-    import torch
-
-    check_batch_size(batch_size)
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    model.eval()
-    with torch.inference_mode():
-        outs = [model(x.to(device)) for x in X.split(batch_size)] if len(X) else []
-        if not outs:
-            return torch.empty(0)
-        out = torch.cat(outs).float()
-        if raw or task is None:
-            return out.cpu()
-        if task != "multiclass" and out.dim() == 2 and out.shape[-1] == 1:
-            out = out.squeeze(-1)
-        return tasks.predictions(task, out).cpu()
-
-
-def check_batch_size(batch_size: Any) -> None:
-    """Refuse a batch size below 1 (the same one-line error for evaluate and predict)."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise UsageError(f"batch size must be at least 1, got {batch_size!r}")
-
-
 # -- settings ----------------------------------------------------------------------------------
-
-
-def _norm(value: Any) -> Any:
-    """JSON round trip: tuples become lists, so settings compare the same after a save."""
-    return json.loads(json.dumps(value, default=str))
-
-
-def _num_classes(entry: Any) -> int | None:
-    return entry.meta.get("num_classes") if entry.tasks[0] == "multiclass" else None
 
 
 def seed_everything(seed: int) -> None:
@@ -355,7 +213,7 @@ class Trainer:
     def settings(self) -> dict[str, Any]:
         """Every effective setting (what run.json records and ``--resume`` reuses)."""
         spec = getattr(getattr(self, "model", None), "zoo_spec", None)
-        return _norm(
+        return jsonable(
             {
                 "model": self.model_name,
                 "dataset": self.dataset,
@@ -419,7 +277,7 @@ class Trainer:
         self.model = model.to(self.device)
         names = self.qualnames()
         self.loss_fn = api.create_loss(names["loss"], **self.loss_kwargs).to(self.device)
-        self.num_classes = _num_classes(self.dataset_entry)
+        self.num_classes = num_classes_of(self.dataset_entry)
         train = api.load_dataset(names["dataset"], "train", **self.dataset_kwargs)
         test = api.load_dataset(names["dataset"], "test", **self.dataset_kwargs)
         self.generator = torch.Generator().manual_seed(self.seed)
@@ -688,7 +546,7 @@ class Trainer:
         metrics = self._final_metrics()
         seconds = time.perf_counter() - t_start
         if writer:
-            self._write_outputs(metrics, status, started, t_start)
+            write_outputs(self, metrics, status, started, t_start)
         distributed.barrier(d)
         distributed.teardown(d)
         self._fit_seconds = seconds
@@ -748,7 +606,6 @@ class Trainer:
 
     def _write_checkpoint(self, epoch: int, elapsed: float) -> None:
         from zoo.checkpoint import capture_rng, save_checkpoint
-        from zoo.rundir import write_metrics_csv
 
         save_checkpoint(
             self.out, epoch=epoch, model=self.model, optimizer=self.optimizer, scaler=self.scaler,
@@ -756,114 +613,8 @@ class Trainer:
         )  # fmt: skip
         write_metrics_csv(self.out, self.history)
 
-    def _run_info(self, status: str, started: str, t_start: float) -> dict[str, Any]:
-        import torch
-
-        from zoo.devices import device_name
-        from zoo.rundir import command_line, versions
-
-        spec = getattr(self.model, "zoo_spec", None)
-        plugins = {}
-        for entry in (self.model_entry, self.dataset_entry, self.loss_entry):
-            if entry is not None:
-                plugins[f"{entry.kind}:{entry.name}"] = (
-                    f"{entry.dist} {entry.version} ({entry.plugin})"
-                )
-        train_s = sum(r.get("seconds", 0.0) for r in self.history)
-        eval_s = sum(r.get("eval_seconds", 0.0) for r in self.history)
-        return {
-            "status": status,
-            "settings": self.settings(),
-            "seed": self.seed,
-            "model": {
-                "name": self.model_name,
-                "kwargs": _norm(spec.kwargs) if spec else None,
-                "plugin": spec.plugin if spec else None,
-                "parameters": sum(p.numel() for p in self.model.parameters()),
-                "trainable": sum(p.numel() for p in self.model.parameters() if p.requires_grad),
-            },
-            "dataset": {
-                "name": self.dataset,
-                "task": self.task,
-                "kwargs": self.dataset_kwargs,
-                "train_size": self.train_batches.num_samples,
-                "test_size": self.test_batches.num_samples,
-                "loader": type(self.train_batches).__name__,
-            },
-            "loss": {"name": self.loss, "expects": self.expects, "kwargs": self.loss_kwargs},
-            "optimizer": {
-                "name": self.optimizer_name,
-                "class": type(self.optimizer).__name__,
-                "hyperparameters": _norm(
-                    {
-                        k: v
-                        for k, v in self.optimizer.defaults.items()
-                        if not isinstance(v, torch.Tensor)
-                    }
-                ),
-            },
-            "device": {
-                "type": self.device.type,
-                "device": str(self.device),
-                "name": device_name(self.device),
-                "threads": torch.get_num_threads(),
-                "world_size": self.dist.world,
-                "backend": self.dist.backend,
-                "autocast": str(self.autocast).removeprefix("torch.") if self.autocast else None,
-                "grad_scaler": self.scaler is not None,
-            },
-            "versions": versions(plugins),
-            "timings": {
-                "setup_s": self.setup_seconds,
-                "train_s": train_s,
-                "eval_s": eval_s,
-                "wall_s": time.perf_counter() - t_start,
-                "total_s": self._elapsed_before + time.perf_counter() - t_start,
-                "epochs_run": len(self.history),
-            },
-            "result": {
-                "epochs": len(self.history),
-                "last_epoch": self.history[-1]["epoch"] if self.history else 0,
-                "monitor": self.monitor,
-                "best": self._early.get("best"),
-                "best_epoch": self._early.get("best_epoch"),
-                "error": self._diverged_message,
-            },
-            "resumed_from": self.resumed_from,
-            "command": command_line(),
-            "started": started,
-            "updated": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-
     def _write_run_json(self, status: str, started: str, t_start: float) -> None:
-        from zoo.rundir import write_run_json
-
-        write_run_json(self.out, self._run_info(status, started, t_start))
-
-    def _write_outputs(
-        self, metrics: dict[str, float], status: str, started: str, t_start: float
-    ) -> None:
-        from zoo import weights
-        from zoo.rundir import WEIGHTS, plot_curves, write_metrics_csv
-
-        extra = {
-            "train": {
-                k: v for k, v in self.settings().items()
-                if k in ("loss", "optimizer", "lr", "weight_decay", "momentum", "epochs",
-                         "batch_size", "seed", "precision", "dataset_kwargs", "data_dir",
-                         "entries")
-            }
-        }  # fmt: skip
-        weights.export(
-            self.model, self.out / WEIGHTS, dataset=self.dataset, metrics=metrics, extra=extra
-        )
-        write_metrics_csv(self.out, self.history)
-        plot_curves(self.out, self.history, tasks.TASKS[self.task].primary_metric)
-        info = self._run_info(status, started, t_start)
-        info["result"]["metrics"] = metrics
-        from zoo.rundir import write_run_json
-
-        write_run_json(self.out, info)
+        write_run_json(self.out, run_info(self, status, started, t_start))
 
 
 @contextmanager
@@ -891,7 +642,6 @@ def _sigint_deferred() -> Iterator[None]:
 def _check_epochs_left(checkpoint: Path, epochs: int) -> None:
     """Refuse a resume with nothing left to train (``epochs`` is the total, not a count more)."""
     from zoo.checkpoint import checkpoint_epoch
-    from zoo.rundir import WEIGHTS
 
     done = checkpoint_epoch(checkpoint)
     if done is None or epochs > done:

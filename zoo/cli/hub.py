@@ -1,4 +1,4 @@
-"""``zoo export``, ``fetch``, ``publish`` and ``cache``: thin commands over zoo.weights, zoo.hub."""
+"""``zoo export``, ``fetch``, ``publish`` and ``cache``: thin commands over the Python API."""
 
 from __future__ import annotations
 
@@ -83,13 +83,13 @@ def export_cmd(
 @click.option("--offline", is_flag=True, default=None, help="Serve from the cache only.")
 def fetch_cmd(names: tuple[str, ...], registry: tuple[str, ...], offline: bool | None) -> None:
     """Download and verify pretrained entries (model.tag) into the cache; print their paths."""
-    from zoo import hub
+    from zoo import cache, hub
 
     registries = split_csv(registry)
     for name in names:
         entry = hub.get_pretrained(name, registry=registries or None, offline=offline or None)
-        hit = hub.is_cached(entry)
-        path = hub.fetch_entry(entry, offline=offline or None)
+        hit = cache.is_cached(entry)
+        path = cache.fetch_entry(entry, offline=offline or None)
         click.echo(f"{'cached' if hit else 'fetched'} {entry.name} ({path})", err=True)
         click.echo(str(path))
 
@@ -112,9 +112,9 @@ def publish_cmd(
     summary: str | None,
 ) -> None:
     """Copy weights into a registry directory and add their entry to its index.json."""
-    from zoo import hub
+    from zoo.publish import publish
 
-    entry = hub.publish(
+    entry = publish(
         source, registry, tag, force=force, license=license_, recipe=recipe, summary=summary
     )
     shown = ", ".join(f"{k}={v:.4g}" for k, v in entry.metrics.items())
@@ -127,10 +127,10 @@ def publish_cmd(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (list).")
 def cache_cmd(action: str, as_json: bool) -> None:
     """Show (list), re-hash (verify: corrupt files are removed) or empty (clear) the cache."""
-    from zoo import hub
+    from zoo import cache
 
     if action == "list":
-        items = hub.cached_files()
+        items = cache.cached_files()
         if as_json:
             echo_json([i.to_dict() for i in items])
             return
@@ -139,13 +139,13 @@ def cache_cmd(action: str, as_json: bool) -> None:
             ["name", "bytes", "sha256", "path"],
         )
     elif action == "verify":
-        total = len(hub.cached_files())
-        bad = hub.verify_cache()
+        total = len(cache.cached_files())
+        bad = cache.verify_cache()
         for item, reason in bad:
             click.echo(f"removed {item.path} ({item.name or item.url}): {reason}", err=True)
         click.echo(f"{total - len(bad)} of {total} cached files verified")
         if bad:
             raise click.exceptions.Exit(1)
     else:
-        freed = hub.clear_cache()
-        click.echo(f"cleared {hub.cache_dir()} ({freed} bytes)")
+        freed = cache.clear_cache()
+        click.echo(f"cleared {cache.cache_dir()} ({freed} bytes)")
