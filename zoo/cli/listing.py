@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 from typing import Any
 
 import click
@@ -100,8 +101,9 @@ def info_cmd(name: str, as_json: bool) -> None:
 
 
 def _show(value: Any) -> str:
+    """One field of `zoo info`: lists comma-joined, dict values as JSON (``hidden=[64, 64]``)."""
     if isinstance(value, dict):
-        return ", ".join(f"{k}={_show(v)}" for k, v in value.items()) or "-"
+        return ", ".join(f"{k}={json.dumps(v)}" for k, v in value.items()) or "-"
     if isinstance(value, list | tuple):
         return ", ".join(map(_show, value)) or "-"
     return "-" if value is None or value == "" else str(value)
