@@ -68,8 +68,7 @@ class TensorBatches:
         self.num_samples = len(X)
         self.global_batch_size = batch_size * world
         self._bounds = shard_bounds(self.num_samples, batch_size, rank, world)
-        self._sizes = [end - start for start, end in self._bounds]
-        self.sizes = list(self._sizes)  # this rank's batch sizes, step by step
+        self.sizes = [end - start for start, end in self._bounds]  # this rank's, step by step
 
     def __len__(self) -> int:
         return len(self._bounds)
@@ -88,7 +87,7 @@ class TensorBatches:
             order = order.to(self.device)
             X, y = X.index_select(0, order), y.index_select(0, order)
         if self.world > 1:
-            return zip(X.split(self._sizes), y.split(self._sizes), strict=True)
+            return zip(X.split(self.sizes), y.split(self.sizes), strict=True)
         return zip(X.split(self.batch_size), y.split(self.batch_size), strict=True)
 
 
@@ -205,32 +204,15 @@ def make_batches(
     """Batches for ``(X, y)`` tensors (slicing) or a ``Dataset`` (``DataLoader``)."""
     import torch
 
+    placement = dict(device=device, shuffle=shuffle, generator=generator, rank=rank, world=world)
     if (
         isinstance(data, tuple | list)
         and len(data) == 2
         and all(isinstance(t, torch.Tensor) for t in data)
     ):
-        return TensorBatches(
-            data[0],
-            data[1],
-            batch_size,
-            device=device,
-            shuffle=shuffle,
-            generator=generator,
-            rank=rank,
-            world=world,
-        )
+        return TensorBatches(data[0], data[1], batch_size, **placement)
     if hasattr(data, "__getitem__") and hasattr(data, "__len__"):
-        return LoaderBatches(
-            data,
-            batch_size,
-            device=device,
-            shuffle=shuffle,
-            generator=generator,
-            rank=rank,
-            world=world,
-            workers=workers,
-        )
+        return LoaderBatches(data, batch_size, workers=workers, **placement)
     raise UsageError(
         f"dataset returned {type(data).__name__}; expected (X, y) tensors or a torch Dataset"
     )
