@@ -1,6 +1,6 @@
 """How close is the bench harness to ``torch.utils.benchmark``? Run it side by side.
 
-The same model and batch are timed with the harness (``zoo.benchrun.time_infer``: eval() +
+The same model and batch are timed with the harness (``zoo.bench.combo.time_infer``: eval() +
 inference_mode(), warm-up, adaptive blocks) and with
 ``torch.utils.benchmark.Timer.blocked_autorange`` under ``inference_mode()``, interleaved
 A B A B ... in one process so both see the same machine load. Printed:
@@ -54,8 +54,8 @@ def compare(args: argparse.Namespace) -> int:
     from torch.utils import benchmark
 
     import zoo
-    from zoo.benchrun import time_infer
-    from zoo.devices import resolve_device
+    from zoo.bench.combo import time_infer
+    from zoo.runtime.device import resolve_device
 
     device = resolve_device(args.device)
     torch.manual_seed(0)
@@ -102,7 +102,7 @@ def compare(args: argparse.Namespace) -> int:
     )
     print(f"harness runs flagged noisy (IQR/median > 10%): {noisy} of {args.pairs}")
     if args.json:
-        from zoo.fileio import write_json
+        from zoo._util.atomic import write_json
 
         write_json(
             args.json,

@@ -36,7 +36,7 @@ import torch
 
 import zoo
 from zoo import tasks
-from zoo.data import TensorBatches
+from zoo.runtime.batches import TensorBatches
 
 BATCH = 32
 

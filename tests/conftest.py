@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from zoo import plugins
+from zoo.registry import plugins
 
 # Two shared cores: one intra-op thread per process (this one and every subprocess) keeps
 # runs from oversubscribing, and bit-identical comparisons want a fixed thread count.

@@ -102,7 +102,7 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
 
 def test_importing_the_bench_modules_does_not_import_torch():
     code = (
-        "import sys, zoo.benchmark, zoo.benchreport, zoo.cli.bench; "
+        "import sys, zoo.bench.plan, zoo.bench.report, zoo.cli.bench; "
         "print([m for m in ('torch', 'matplotlib', 'numpy') if m in sys.modules])"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

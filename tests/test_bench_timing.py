@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from zoo.timing import Measurement, measure, quantile
+from zoo.bench.timing import Measurement, measure, quantile
 
 
 @pytest.mark.parametrize("q", [0.0, 0.1, 0.25, 0.5, 0.9, 0.99, 1.0])

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from zoo import hookspecs
+from zoo.registry import hookspecs
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "docs" / "plugins.md"
@@ -129,6 +129,23 @@ def test_the_reference_hooks_register_as_a_real_plugin(make_plugin, monkeypatch)
     assert zoo.list_losses("my-*") == ["my-bce", "my-focal"]
 
 
+def _see_this_interpreters_packages(python: Path) -> None:
+    """Let a new venv import what this interpreter imports (zoo, torch, pytest, setuptools).
+
+    ``--system-site-packages`` only reaches the *base* interpreter's packages: when the suite
+    itself runs in a venv (as the README's Quickstart installs it), those have no zoo or torch.
+    ``site.addsitedir`` in a ``.pth`` file adds this interpreter's site directories, processing
+    their own ``.pth`` files (zoo's editable install) as well.
+    """
+    purelib = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    dirs = [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
+    lines = "".join(f"import site; site.addsitedir({d!r})\n" for d in dirs)
+    (Path(purelib) / "zz_outer_site.pth").write_text(lines)
+
+
 def _shim(path: Path, command: str) -> None:
     path.write_text(f'#!/bin/sh\nexec {command} "$@"\n')
     path.chmod(0o755)
@@ -148,6 +165,7 @@ def test_following_the_guide_from_an_empty_folder_works(tmp_path):
         check=True,
     )
     python = venv / "bin" / "python"
+    _see_this_interpreters_packages(python)
     shims = tmp_path / "shims"
     shims.mkdir()
     _shim(shims / "zoo", f"{python} -m zoo")

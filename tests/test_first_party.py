@@ -11,7 +11,7 @@ import zoo
 from zoo import tasks
 from zoo.api import get_entry
 from zoo.errors import UsageError, ZooError
-from zoo.plugins import get_registry
+from zoo.registry.plugins import get_registry
 
 OFFLINE_DATASETS = [
     "line", "circles", "moons", "blobs", "spirals",

@@ -17,7 +17,7 @@ import zoo
 from zoo import hub
 from zoo.cli import cli
 from zoo.errors import FetchError, UsageError
-from zoo.publish import publish
+from zoo.hub.publish import publish
 
 
 def _invoke(*args: str):
@@ -71,7 +71,7 @@ def test_publish_a_run_dir_reads_run_json_and_copies_the_recipe(tmp_path):
     recipe.write_text(
         'description = "Linear on diabetes"\nmodel = "linear"\ndataset = "diabetes"\n'
     )
-    from zoo import rundir
+    from zoo.train import rundir
 
     rundir.keep_recipe(run, recipe)
     run_json = {"settings": {"dataset": "diabetes"}, "result": {"metrics": {"r2": 0.4}}}

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from zoo import cache, hub
+from zoo import hub
 from zoo.errors import FetchError, UnknownNameError
+from zoo.hub import cache
 
 
 class Handler(SimpleHTTPRequestHandler):

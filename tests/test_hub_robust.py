@@ -10,10 +10,12 @@ import pytest
 from click.testing import CliRunner
 
 import zoo
-from zoo import cache, hub
+from zoo import hub
 from zoo.cli import cli
 from zoo.errors import FetchError, WeightsError, ZooError
-from zoo.publish import publish
+from zoo.hub import cache
+from zoo.hub import index as hub_index
+from zoo.hub.publish import publish
 
 BUNDLED = {"mlp.circles", "mlp.iris", "tinyvgg.digits"}
 
@@ -29,9 +31,9 @@ def _warnings(stderr: str) -> list[str]:
 @pytest.fixture(autouse=True)
 def _fresh_warnings():
     """Warnings are once per process; each test starts with none shown yet."""
-    hub._WARNED.clear()
+    hub_index._WARNED.clear()
     yield
-    hub._WARNED.clear()
+    hub_index._WARNED.clear()
 
 
 @pytest.fixture
@@ -87,7 +89,7 @@ def test_broken_env_registry_does_not_break_cli_listing(tmp_path, monkeypatch):
         result = _invoke(*args)
         assert result.exit_code == 0, result.output
         assert "mlp.iris" in result.stdout or "mlp" in result.stdout
-    hub._WARNED.clear()
+    hub_index._WARNED.clear()
     result = _invoke("list", "pretrained")  # lists every entry: still one warning line
     assert len(_warnings(result.stderr)) == 1 and "mlp.circles" in result.stdout
 

@@ -9,8 +9,8 @@ import textwrap
 import pytest
 
 import zoo
-from zoo import plugins
 from zoo.errors import AmbiguousNameError, PluginError, UnknownNameError
+from zoo.registry import plugins
 
 GOOD_SOURCES = {
     "acme_zoo/__init__.py": """

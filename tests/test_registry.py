@@ -6,7 +6,7 @@ import pytest
 
 from zoo import tasks
 from zoo.errors import AmbiguousNameError, IncompatibleError, UnknownNameError
-from zoo.registry import Registry, filter_names, make_entry
+from zoo.registry.entries import Registry, filter_names, make_entry
 
 
 def entry(kind, name, plugin="p", **meta):

@@ -14,9 +14,10 @@ import pytest
 from click.testing import CliRunner
 
 import zoo
-from zoo import plugins, testing
+from zoo import testing
 from zoo.cli import cli
 from zoo.errors import AmbiguousNameError, IncompatibleError, UnknownNameError
+from zoo.registry import plugins
 
 FAULTY = {
     "faulty_zoo/__init__.py": """

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import zoo
-from zoo.data import TensorBatches, make_batches, shard_bounds
 from zoo.errors import ZooError
-from zoo.evaluation import evaluate_model
-from zoo.train import Trainer
+from zoo.runtime.batches import TensorBatches, make_batches, shard_bounds
+from zoo.train.evaluation import evaluate_model
+from zoo.train.trainer import Trainer
 
 
 def fast(model="mlp", dataset="circles", **kw):
@@ -239,7 +239,7 @@ def test_dataset_objects_train_through_the_dataloader_path(tmp_path, monkeypatch
 def test_progress_bar_on_a_terminal_plain_lines_otherwise():
     import io
 
-    from zoo.progress import Progress
+    from zoo.train.progress import Progress
 
     class Terminal(io.StringIO):
         def isatty(self):

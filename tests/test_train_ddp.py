@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from zoo.train import Trainer
+from zoo.train.trainer import Trainer
 
 
 @pytest.mark.slow

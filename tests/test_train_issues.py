@@ -17,10 +17,10 @@ from click.testing import CliRunner
 
 import zoo
 from zoo import api
-from zoo.checkpoint import load_checkpoint
 from zoo.cli import cli
 from zoo.cli.train import parse_kwargs
 from zoo.errors import AmbiguousNameError, UsageError
+from zoo.train.checkpoint import load_checkpoint
 
 
 def zoo_cli(*args):
@@ -238,7 +238,7 @@ def test_ctrl_c_leaves_a_resumable_run_and_exits_130(tmp_path):
 
 
 def test_ctrl_c_while_a_checkpoint_is_written_waits_for_it():
-    from zoo.train import _sigint_deferred
+    from zoo.train.trainer import _sigint_deferred
 
     steps = []
     with pytest.raises(KeyboardInterrupt), _sigint_deferred():
@@ -298,7 +298,7 @@ def test_evaluate_and_resume_reuse_the_data_dir(make_plugin, tmp_path, monkeypat
 
 
 def test_curves_have_integer_epoch_ticks_and_say_train_loss_is_a_running_mean():
-    from zoo.rundir import curves_figure
+    from zoo.train.rundir import curves_figure
 
     history = [
         {

@@ -14,10 +14,10 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
-from zoo.checkpoint import decode, encode, load_checkpoint
 from zoo.cli import cli
 from zoo.errors import UsageError
-from zoo.train import Trainer
+from zoo.train.checkpoint import decode, encode, load_checkpoint
+from zoo.train.trainer import Trainer
 
 SETTINGS = dict(
     model="mlp", dataset="circles", dataset_kwargs={"n_samples": 5000}, batch_size=8, epochs=3,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from zoo.hookspecs import hookimpl
+from zoo.registry.hookspecs import hookimpl
 
 __version__ = "0.1.0"
 
@@ -23,7 +23,7 @@ _LAZY = {
     "create_loss": "zoo.api",
     "load_dataset": "zoo.api",
     "Trainer": "zoo.train",
-    "bench": "zoo.benchmark",
+    "bench": "zoo.bench",
     "export": "zoo.weights",
     "load": "zoo.weights",
     "fetch": "zoo.hub",

@@ -5,34 +5,18 @@ Listing reads only what plugins registered, so it never imports torch or a plugi
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from zoo import tasks
 from zoo.errors import UnknownNameError, UsageError, ZooError
-from zoo.plugins import get_registry
-from zoo.registry import Entry
+from zoo.models import build_model, model_kwargs
+from zoo.registry.entries import Entry
+from zoo.registry.plugins import get_registry
+from zoo.tasks import contracts as tasks
 
 if TYPE_CHECKING:
     import torch
 
 SPLITS = ("train", "val", "test")
-
-
-@dataclass
-class ModelSpec:
-    """How a model was built, attached as ``model.zoo_spec`` so export can record it."""
-
-    model: str
-    kwargs: dict[str, Any]
-    plugin: str
-    dist: str
-    version: str
-    dataset: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def list_models(pattern: str | list[str] | None = None, pretrained: bool = False) -> list[str]:
@@ -57,7 +41,7 @@ def list_datasets(pattern: str | list[str] | None = None) -> list[str]:
 
 def list_pretrained(pattern: str | list[str] | None = None) -> list[str]:
     """Pretrained entry names (``model.tag``) from every configured registry and plugin."""
-    from zoo import hub
+    from zoo.hub import index as hub
 
     return hub.list_pretrained(pattern)
 
@@ -72,7 +56,7 @@ def info(name: str) -> dict[str, Any]:
     registry = get_registry()
     found = registry.find(name)
     if not found and "." in name:
-        from zoo import hub
+        from zoo.hub import index as hub
 
         return hub.get_pretrained(name).to_dict()
     if not found:
@@ -92,7 +76,7 @@ def _describe(entry: Entry) -> dict[str, Any]:
         out["datasets"] = [
             d.name for d in get_registry().entries("dataset") if not tasks.incompatibility(entry, d)
         ]
-        from zoo import hub
+        from zoo.hub import index as hub
 
         out["pretrained"] = hub.list_pretrained(f"{entry.name}.*")
     elif entry.kind == "loss":
@@ -102,42 +86,6 @@ def _describe(entry: Entry) -> dict[str, Any]:
         out["input_shape"] = list(entry.meta["input_shape"])
         out["standard_kwargs"] = tasks.standard_kwargs(entry)
     return out
-
-
-def model_kwargs(entry: Entry, dataset: Entry | None, user: dict[str, Any]) -> dict[str, Any]:
-    """Effective kwargs: the dataset's standard ones it accepts, then defaults, then user's."""
-    target = entry.load()
-    merged: dict[str, Any] = {}
-    if dataset is not None:
-        merged.update(tasks.accepted_kwargs(target, tasks.standard_kwargs(dataset)))
-    merged.update(entry.defaults)
-    merged.update(user)
-    return merged
-
-
-def build_model(
-    entry: Entry, kwargs: dict[str, Any], dataset: str | None = None
-) -> torch.nn.Module:
-    """Call a model entry's target with exactly ``kwargs`` and tag the result with its spec."""
-    try:
-        model = entry.load()(**kwargs)
-    except TypeError as exc:
-        raise UsageError(f"model {entry.name!r}: {exc}") from exc
-    import torch
-
-    if not isinstance(model, torch.nn.Module):
-        raise UsageError(
-            f"model {entry.name!r}: target returned {type(model).__name__}, not nn.Module"
-        )
-    model.zoo_spec = ModelSpec(
-        model=entry.name,
-        kwargs=dict(kwargs),
-        plugin=entry.plugin,
-        dist=entry.dist,
-        version=entry.version,
-        dataset=dataset,
-    )
-    return model
 
 
 def create_model(
@@ -153,7 +101,8 @@ def create_model(
     registry = get_registry()
     entry = registry.get("model", name)
     if pretrained is not None:
-        from zoo import hub, weights
+        from zoo.hub import index as hub
+        from zoo.weights import files as weights
 
         found = hub.get_pretrained(f"{entry.name}.{pretrained}")
         model = build_model(entry, {**found.kwargs, **kwargs}, dataset=found.dataset)

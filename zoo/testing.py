@@ -34,13 +34,13 @@ import difflib
 from collections.abc import Iterable
 from typing import Any
 
-from zoo.checks_dataset import SPLITS, check_dataset
-from zoo.checks_loss import check_loss
-from zoo.checks_model import PROBE_PLUGIN, check_model, probe_datasets
-from zoo.checks_report import FAIL, PASS, SKIP, CheckResult, EntryReport, Report
+from zoo.checks.dataset import SPLITS, check_dataset
+from zoo.checks.loss import check_loss
+from zoo.checks.model import PROBE_PLUGIN, check_model, probe_datasets
+from zoo.checks.report import FAIL, PASS, SKIP, CheckResult, EntryReport, Report
 from zoo.errors import IncompatibleError, UnknownNameError, UsageError
-from zoo.plugins import PluginRecord, get_registry, plugin_records
-from zoo.registry import KINDS, PLURALS, Entry, normalize_name
+from zoo.registry.entries import KINDS, PLURALS, Entry, normalize_name
+from zoo.registry.plugins import PluginRecord, get_registry, plugin_records
 
 CHECKERS = {"model": check_model, "loss": check_loss, "dataset": check_dataset}
 # which options each kind's checker takes; check()'s other options are ignored for that kind

@@ -83,7 +83,7 @@ def bench_cmd(ctx: click.Context, **opts: Any) -> None:
 
 def _run(opts: dict[str, Any]) -> None:
     """Run the grid, print the table (or JSON to stdout), write the files; exit 1 on errors."""
-    from zoo.benchmark import bench
+    from zoo.bench.plan import bench
 
     progress = None if opts["quiet"] else (lambda line: click.echo(line, err=True))
     modes = opts["modes"] or ("infer,train",)
@@ -149,7 +149,7 @@ def _threshold(text: str) -> float:
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
 def compare_cmd(old: str, new: str, threshold: str, as_json: bool) -> None:
     """Compare two `zoo bench --json` files; exit 1 when a matching row got slower or fails."""
-    from zoo.benchreport import compare, format_comparison, load_result
+    from zoo.bench.report import compare, format_comparison, load_result
 
     cmp = compare(load_result(old), load_result(new), _threshold(threshold))
     if not cmp.rows:
@@ -181,6 +181,6 @@ def compare_cmd(old: str, new: str, threshold: str, as_json: bool) -> None:
 
 
 def _key(row: dict[str, Any]) -> dict[str, Any]:
-    from zoo.benchreport import KEY_FIELDS
+    from zoo.bench.report import KEY_FIELDS
 
     return {k: row.get(k) for k in KEY_FIELDS}

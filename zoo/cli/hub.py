@@ -8,7 +8,7 @@ import click
 
 from zoo.cli.output import echo_json, echo_table, split_csv
 from zoo.errors import UsageError
-from zoo.rundir import resolve_weights
+from zoo.weights.source import resolve_weights
 
 SUFFIXES = {"safetensors": ".safetensors", "onnx": ".onnx"}
 
@@ -39,7 +39,7 @@ def export_cmd(
     The file goes to -o PATH, else to MODEL-DATASET.safetensors (or MODEL-DATASET.onnx) in the
     current directory; an existing file is only replaced with --force. Prints the path.
     """
-    from zoo import weights
+    from zoo.weights import files as weights
 
     src = resolve_weights(source)
     suffix = Path(output).suffix.lower() if output else ""
@@ -54,7 +54,7 @@ def export_cmd(
     if input_shape is not None:
         if fmt != "onnx":
             raise UsageError("--input-shape only applies to --format onnx")
-        from zoo.export_onnx import parse_shape
+        from zoo.weights.onnx_export import parse_shape
 
         shape = parse_shape(input_shape)
     meta = weights.read_metadata(src)
@@ -66,7 +66,7 @@ def export_cmd(
         raise UsageError(f"{out} already exists; pass --force to overwrite it")
     model = weights.load(src)
     if fmt == "onnx":
-        from zoo.export_onnx import export_onnx
+        from zoo.weights.onnx_export import export_onnx
 
         export_onnx(model, out, input_shape=shape, opset=opset)
     else:
@@ -83,7 +83,8 @@ def export_cmd(
 @click.option("--offline", is_flag=True, default=None, help="Serve from the cache only.")
 def fetch_cmd(names: tuple[str, ...], registry: tuple[str, ...], offline: bool | None) -> None:
     """Download and verify pretrained entries (model.tag) into the cache; print their paths."""
-    from zoo import cache, hub
+    from zoo.hub import cache
+    from zoo.hub import index as hub
 
     registries = split_csv(registry)
     for name in names:
@@ -112,7 +113,7 @@ def publish_cmd(
     summary: str | None,
 ) -> None:
     """Copy weights into a registry directory and add their entry to its index.json."""
-    from zoo.publish import publish
+    from zoo.hub.publish import publish
 
     entry = publish(
         source, registry, tag, force=force, license=license_, recipe=recipe, summary=summary
@@ -127,7 +128,7 @@ def publish_cmd(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (list).")
 def cache_cmd(action: str, as_json: bool) -> None:
     """Show (list), re-hash (verify: corrupt files are removed) or empty (clear) the cache."""
-    from zoo import cache
+    from zoo.hub import cache
 
     if action == "list":
         items = cache.cached_files()

@@ -11,8 +11,8 @@ import click
 from zoo import api
 from zoo.cli.output import echo_json, echo_table
 from zoo.errors import UsageError
-from zoo.plugins import get_registry, plugin_records
-from zoo.registry import PLURALS
+from zoo.registry.entries import PLURALS
+from zoo.registry.plugins import get_registry, plugin_records
 
 LIST_KINDS = {
     "models": "model",
@@ -74,7 +74,7 @@ def _warn_failed_plugins() -> None:
 
 def _rows(kind: str, pattern: str | None) -> list[dict[str, Any]]:
     if kind == "pretrained":
-        from zoo import hub
+        from zoo.hub import index as hub
 
         patterns = None if pattern is None else [pattern, f"{pattern}.*"]  # a model's entries
         return [hub.get_pretrained(n).to_dict() for n in hub.list_pretrained(patterns)]

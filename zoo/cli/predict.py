@@ -11,9 +11,9 @@ from typing import Any
 
 import click
 
-from zoo import rundir
 from zoo.cli.train import echo_metrics, parse_kwargs
 from zoo.errors import UsageError
+from zoo.weights.source import resolve_weights
 
 
 @click.command("evaluate")
@@ -37,12 +37,12 @@ def evaluate_cmd(
     dataset_arg: tuple[str, ...], data_dir: str | None, as_json: bool,
 ) -> None:  # fmt: skip
     """Evaluate a run's model (or a weights file) on a dataset split."""
-    from zoo import weights
-    from zoo.devices import resolve_device
-    from zoo.evaluation import check_batch_size, evaluate_model
+    from zoo.runtime.device import resolve_device
+    from zoo.train.evaluation import check_batch_size, evaluate_model
+    from zoo.weights import files as weights
 
     check_batch_size(batch_size)
-    path = rundir.resolve_weights(source)
+    path = resolve_weights(source)
     meta = weights.read_metadata(path)
     train = _train_record(meta)
     if data_dir:
@@ -190,12 +190,13 @@ def predict_cmd(
     batch_size: int, device: str,
 ) -> None:  # fmt: skip
     """Predict with a run's model (or a weights file): labels for classification, else values."""
-    from zoo import api, weights
-    from zoo.devices import resolve_device
-    from zoo.evaluation import check_batch_size, predict_model
+    from zoo import api
+    from zoo.runtime.device import resolve_device
+    from zoo.train.evaluation import check_batch_size, predict_model
+    from zoo.weights import files as weights
 
     check_batch_size(batch_size)
-    path = rundir.resolve_weights(source)
+    path = resolve_weights(source)
     meta = weights.read_metadata(path)
     dev = resolve_device(device)
     model = weights.load(path, device=str(dev))
@@ -228,7 +229,7 @@ def write_predictions(pred, output: str | None) -> None:
     """Predictions to stdout (CSV rows) or to a .npy/.csv/.safetensors file (atomically)."""
     import numpy as np
 
-    from zoo.fileio import atomic_path, write_text
+    from zoo._util.atomic import atomic_path, write_text
 
     array = pred.numpy()
     rows = array.reshape(len(array), -1) if array.ndim != 1 else array.reshape(-1, 1)

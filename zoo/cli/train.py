@@ -15,8 +15,8 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from zoo import rundir
 from zoo.errors import UsageError
+from zoo.train import rundir
 
 # CLI parameter name -> Trainer keyword
 TRAINER_FLAGS = {
@@ -147,9 +147,10 @@ def _slug(name: str) -> str:
 @click.pass_context
 def train_cmd(ctx: click.Context, **params: Any) -> None:
     """Train a model on a dataset with the canonical PyTorch loop; writes a run directory."""
-    from zoo.recipes import load_recipe
-    from zoo.rundir import RUN_JSON, find_run, read_run_json
-    from zoo.train import Trainer
+    from zoo.train.recipes import load_recipe
+    from zoo.train.rundir import find_run
+    from zoo.train.trainer import Trainer
+    from zoo.weights.source import RUN_JSON, read_run_json
 
     if params["data_dir"]:
         os.environ["ZOO_DATA"] = str(Path(params["data_dir"]).expanduser())
@@ -216,7 +217,7 @@ def train_cmd(ctx: click.Context, **params: Any) -> None:
 def _resumed_name(key: str, name: str | None, saved: dict[str, Any], given: bool) -> str | None:
     """The name to build for a resumed run: its recorded ``plugin/name`` unless another was
     asked for, which is refused for the model and dataset (the checkpoint is theirs)."""
-    from zoo.registry import normalize_name
+    from zoo.registry.entries import normalize_name
 
     old, ref = saved.get(key), (saved.get("entries") or {}).get(key)
     if not name or not old:
@@ -244,7 +245,7 @@ def _interrupted(ctx: click.Context, trainer: Any, out: str) -> None:
     """Ctrl-C: one line saying where the run stopped and how to continue it; exit 130."""
     import shlex
 
-    from zoo.checkpoint import find_checkpoint
+    from zoo.train.checkpoint import find_checkpoint
 
     epoch = getattr(trainer, "current_epoch", None)
     where = f"at epoch {epoch}" if epoch else "during setup"

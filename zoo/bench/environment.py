@@ -57,7 +57,7 @@ def resolve_auto(device: str) -> str:
 
 def absent_reason(device: str) -> str | None:
     """Why a well-formed device cannot be used on this machine, or ``None`` when it can."""
-    from zoo.devices import resolve_device
+    from zoo.runtime.device import resolve_device
 
     try:
         resolve_device(device)
@@ -70,7 +70,7 @@ def precision_reason(precision: str, device: str) -> str | None:
     """Why ``precision`` cannot run on ``device`` (the trainer's rule: fp16 needs CUDA)."""
     import torch
 
-    from zoo.devices import resolve_precision
+    from zoo.runtime.device import resolve_precision
 
     try:
         resolve_precision(precision, torch.device(device))
@@ -104,7 +104,7 @@ def environment() -> dict[str, Any]:
     import torch
 
     import zoo
-    from zoo.devices import device_name
+    from zoo.runtime.device import device_name
 
     env: dict[str, Any] = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from zoo import api, tasks
+from zoo import api
 from zoo.errors import IncompatibleError, UsageError, ZooError
-from zoo.rundir import jsonable
+from zoo.tasks import contracts as tasks
+from zoo.tasks import metrics
+from zoo.train.rundir import jsonable
 
 if TYPE_CHECKING:
     import torch
@@ -45,18 +47,18 @@ def run_evaluation(
                 out = out.float()
             else:
                 out = model(x)
-            outputs.append(tasks.align(task, out, y))
+            outputs.append(metrics.align(task, out, y))
             targets.append(y)
         if not outputs:
             return {}
         output, target = torch.cat(outputs), torch.cat(targets)
-        metrics: dict[str, float] = {}
+        result: dict[str, float] = {}
         if loss_fn is not None:
-            metrics["loss"] = loss_fn(
-                tasks.to_loss_input(expects, task, output.float()), target
+            result["loss"] = loss_fn(
+                metrics.to_loss_input(expects, task, output.float()), target
             ).item()
-        metrics.update(tasks.compute_metrics(task, output, target, num_classes))
-    return metrics
+        result.update(metrics.compute_metrics(task, output, target, num_classes))
+    return result
 
 
 def check_model_fits(model: nn.Module, dataset: str) -> None:
@@ -92,8 +94,8 @@ def evaluate_model(
     loss: str | None = None,
 ) -> dict[str, float]:
     """Metrics and loss (default: the task's) of ``model`` on one split of ``dataset``."""
-    from zoo.data import make_batches
-    from zoo.devices import resolve_device
+    from zoo.runtime.batches import make_batches
+    from zoo.runtime.device import resolve_device
 
     check_batch_size(batch_size)
     entry = api.get_entry("dataset", dataset)
@@ -140,7 +142,7 @@ def predict_model(
             return out.cpu()
         if task != "multiclass" and out.dim() == 2 and out.shape[-1] == 1:
             out = out.squeeze(-1)
-        return tasks.predictions(task, out).cpu()
+        return metrics.predictions(task, out).cpu()
 
 
 def check_batch_size(batch_size: Any) -> None:

@@ -128,7 +128,7 @@ def load_recipe(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]
 
 def trainer_from_recipe(path: str | os.PathLike, **overrides: Any):
     """A :class:`zoo.train.Trainer` built from a recipe, ``overrides`` winning."""
-    from zoo.train import Trainer
+    from zoo.train.trainer import Trainer
 
     settings, _ = load_recipe(path)
     settings.update(overrides)

@@ -25,9 +25,9 @@ from typing import Any
 
 import pluggy
 
-from zoo import hookspecs
 from zoo.errors import PluginError
-from zoo.registry import Entry, Registry, make_entry
+from zoo.registry import hookspecs
+from zoo.registry.entries import Entry, Registry, make_entry
 
 GROUP = "zoo"
 FIRST_PARTY_DIST = "zoo"

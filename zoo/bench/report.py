@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.benchrun import ROW_FIELDS
+from zoo._util.atomic import atomic_path, write_text
+from zoo._util.table import format_table
+from zoo.bench.combo import ROW_FIELDS
 from zoo.errors import UsageError
-from zoo.fileio import atomic_path, write_text
 
 if TYPE_CHECKING:
-    from zoo.benchmark import BenchResult
+    from zoo.bench.plan import BenchResult
 
 BEST = "*"
 KEY_FIELDS = ("model", "dataset", "loss", "device", "batch_size", "precision", "mode")
@@ -199,7 +200,7 @@ def _label(row: dict[str, Any]) -> str:
 
 
 def write_csv(path: str | os.PathLike, rows: Sequence[dict[str, Any]]) -> Path:
-    """One line per row, columns in :data:`zoo.benchrun.ROW_FIELDS` order (atomic write)."""
+    """One line per row, columns in :data:`zoo.bench.combo.ROW_FIELDS` order (atomic write)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=ROW_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -275,7 +276,7 @@ def _plot_fit_curves(ax: Any, rows: Sequence[dict[str, Any]]) -> None:
 
 def load_result(path: str | os.PathLike) -> dict[str, Any]:
     """Read a ``zoo bench --json`` file, checking its schema (one-line UsageError otherwise)."""
-    from zoo.benchmark import SCHEMA
+    from zoo.bench.plan import SCHEMA
 
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -371,8 +372,6 @@ def compare(old: dict[str, Any], new: dict[str, Any], threshold: float = 0.07) -
 
 def format_comparison(cmp: Comparison) -> str:
     """A table of the compared rows plus a summary line."""
-    from zoo.cli.output import format_table
-
     headers = ["model", "dataset", "loss", "device", "prec", "batch", "mode", "old", "new"]
     headers += ["new/old", "status"]
     table = []

@@ -14,16 +14,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.fileio import atomic_path, write_json, write_text
+from zoo._util.atomic import atomic_path, write_json, write_text
+from zoo.weights.source import RECIPE, RUN_JSON, WEIGHTS
 
 if TYPE_CHECKING:
-    from zoo.train import Trainer
+    from zoo.train.trainer import Trainer
 
-RUN_JSON = "run.json"
 METRICS_CSV = "metrics.csv"
-WEIGHTS = "model.safetensors"
 CURVES = "loss_curves.png"
-RECIPE = "recipe.toml"
 
 
 def versions(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -45,23 +43,6 @@ def versions(extra: dict[str, str] | None = None) -> dict[str, str]:
     return out
 
 
-def resolve_weights(source: str | os.PathLike) -> Path:
-    """A run directory's ``model.safetensors``, or ``source`` itself when it is a file."""
-    from zoo.errors import UsageError
-
-    path = Path(source)
-    if path.is_dir():
-        weights = path / WEIGHTS
-        if not weights.is_file():
-            unfinished = (path / "checkpoint").exists()
-            hint = " (the run has not finished; resume it first)" if unfinished else ""
-            raise UsageError(f"{path} holds no {WEIGHTS}{hint}")
-        return weights
-    if not path.is_file():
-        raise UsageError(f"{source} is neither a run directory nor a weights file")
-    return path
-
-
 def keep_recipe(run_dir: str | os.PathLike, recipe: str | os.PathLike) -> Path:
     """Copy the recipe a run was trained from into it (``zoo publish`` ships it along)."""
     return write_text(Path(run_dir) / RECIPE, Path(recipe).read_text(encoding="utf-8"))
@@ -76,22 +57,6 @@ def jsonable(value: Any) -> Any:
 
 def write_run_json(run_dir: str | os.PathLike, data: dict[str, Any]) -> Path:
     return write_json(Path(run_dir) / RUN_JSON, data)
-
-
-def read_run_json(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """A run's ``run.json``; a corrupt or unreadable file is a one-line error naming it."""
-    import json
-
-    from zoo.errors import UsageError
-
-    path = Path(run_dir) / RUN_JSON
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
-        raise UsageError(f"{path} is not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"{path} is not a JSON object")
-    return data
 
 
 def find_run(path: str | os.PathLike) -> Path:
@@ -182,7 +147,7 @@ def run_info(trainer: Trainer, status: str, started: str, t_start: float) -> dic
 
     import torch
 
-    from zoo.devices import device_name
+    from zoo.runtime.device import device_name
 
     spec = getattr(trainer.model, "zoo_spec", None)
     plugins = {}
@@ -261,7 +226,8 @@ def write_outputs(
 ) -> None:
     """A finished run's files: the weights (with their training record), ``metrics.csv``, the
     curves and the final ``run.json``."""
-    from zoo import tasks, weights
+    from zoo.tasks import contracts as tasks
+    from zoo.weights import files as weights
 
     extra = {
         "train": {

@@ -14,7 +14,7 @@ from typing import Any
 
 from zoo import api
 from zoo.errors import UsageError
-from zoo.registry import Entry
+from zoo.registry.entries import Entry
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
 

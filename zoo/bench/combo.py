@@ -6,7 +6,7 @@ backward + optimizer step; ``fit`` trains with :class:`zoo.train.Trainer` and re
 metric and the time to it. Any failure becomes the row's ``error``; an out-of-memory on an
 accelerator halves the batch size until it fits and records the size that ran.
 
-``python -m zoo.benchrun SPEC_JSON`` runs one combination in a fresh process (``--isolate``)
+``python -m zoo.bench.combo SPEC_JSON`` runs one combination in a fresh process (``--isolate``)
 and prints its row as one JSON line prefixed with ``ROW_MARKER``.
 """
 
@@ -23,9 +23,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo import api, tasks
-from zoo.benchenv import PRECISIONS, MemoryProbe, synchronizer
-from zoo.timing import Measurement, measure
+from zoo import api
+from zoo.bench.environment import PRECISIONS, MemoryProbe, synchronizer
+from zoo.bench.timing import Measurement, measure
+from zoo.tasks import contracts as tasks
 
 if TYPE_CHECKING:
     import torch
@@ -117,7 +118,7 @@ def run_combo(combo: Combo, settings: Settings, cache: dict | None = None) -> di
     """Measure one combination; never raises for a failure of the work (it goes in ``error``)."""
     import torch
 
-    from zoo.devices import device_name, resolve_device
+    from zoo.runtime.device import device_name, resolve_device
 
     row = empty_row(combo)
     row["torch_version"] = torch.__version__
@@ -234,7 +235,7 @@ def _autocast(device: torch.device, precision: str) -> AbstractContextManager[An
     """Autocast for bf16/fp16 (as the trainer does), nothing for fp32."""
     import torch
 
-    from zoo.devices import resolve_precision
+    from zoo.runtime.device import resolve_precision
 
     dtype, _ = resolve_precision(precision, device)
     return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
@@ -274,12 +275,14 @@ def _time_train(
     """Time one optimisation step: zero_grad, forward (autocast), loss, backward, step."""
     import torch
 
-    from zoo.devices import resolve_precision
+    from zoo.runtime.device import resolve_precision
 
     loss_entry = api.get_entry("loss", combo.loss)
     expects = loss_entry.meta.get("expects", "logits")
     loss_fn = api.create_loss(combo.loss).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    from zoo.tasks import metrics
+
     _, use_scaler = resolve_precision(combo.precision, device)
     scaler = torch.amp.GradScaler(device.type) if use_scaler else None
     model.train()
@@ -289,8 +292,8 @@ def _time_train(
         with _autocast(device, combo.precision):
             out = model(x)
         # The loss runs in fp32 outside autocast (BCELoss refuses to autocast).
-        out = tasks.align(task, out.float(), y)
-        loss = loss_fn(tasks.to_loss_input(expects, task, out), y)
+        out = metrics.align(task, out.float(), y)
+        loss = loss_fn(metrics.to_loss_input(expects, task, out), y)
         if scaler is not None:
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -311,7 +314,7 @@ def _fit(
     combo: Combo, settings: Settings, device: torch.device, batch: int, row: dict[str, Any]
 ) -> None:
     """Train with the trainer; record the test metrics, the time, the curve, the export."""
-    from zoo.train import Trainer
+    from zoo.train.trainer import Trainer
 
     result = Trainer(
         combo.model,
@@ -337,7 +340,7 @@ def _fit(
     row["samples_per_s"] = float(statistics.median(speeds)) if speeds else None
     _describe_model(result.model, row)
     if settings.export_dir:
-        from zoo.weights import export
+        from zoo.weights.files import export
 
         name = "-".join(
             str(p)

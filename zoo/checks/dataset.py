@@ -14,9 +14,9 @@ import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from zoo import tasks
-from zoo.checks_report import FAIL, SKIP, EntryReport, Failed, begin, raised, shape_of
-from zoo.registry import Entry
+from zoo.checks.report import FAIL, SKIP, EntryReport, Failed, begin, raised, shape_of
+from zoo.registry.entries import Entry
+from zoo.tasks import contracts as tasks
 
 if TYPE_CHECKING:
     import torch

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from zoo.errors import FetchError
 
 if TYPE_CHECKING:
-    from zoo.hub import FileRef, PretrainedEntry
+    from zoo.hub.index import FileRef, PretrainedEntry
 
 TIMEOUT = 30.0
 CHUNK = 1 << 20
@@ -81,7 +81,7 @@ def fetch_index(url: str, offline: bool | None = None) -> bytes:
             warnings.warn(f"registry {url} unreachable; using the cached index", stacklevel=3)
             return copy.read_bytes()
         raise
-    from zoo.fileio import write_bytes
+    from zoo._util.atomic import write_bytes
 
     _make_cache_dir(copy.parent)
     try:
@@ -143,7 +143,7 @@ def fetch_file(ref: FileRef, *, name: str = "", offline: bool | None = None) -> 
 
 def _make_cache_dir(path: Path) -> None:
     """``mkdir -p`` a cache folder, as a one-line :class:`FetchError` when impossible."""
-    from zoo.weights import os_reason
+    from zoo.weights.files import os_reason
 
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -286,7 +286,7 @@ def _progress(ref: FileRef, length: int | None):
 def _write_record(ref: FileRef, target: Path, name: str) -> None:
     from datetime import UTC, datetime
 
-    from zoo.fileio import write_json
+    from zoo._util.atomic import write_json
 
     record = {
         "name": name, "url": ref.url, "sha256": ref.sha256, "size": ref.size,

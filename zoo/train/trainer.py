@@ -32,10 +32,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo import api, tasks
+from zoo import api
 from zoo.errors import IncompatibleError, UsageError, ZooError
-from zoo.evaluation import EVAL_BATCH_SIZE, num_classes_of, predict_model, run_evaluation
-from zoo.rundir import WEIGHTS, jsonable, run_info, write_metrics_csv, write_outputs, write_run_json
+from zoo.tasks import contracts as tasks
+from zoo.tasks import metrics
+from zoo.train.evaluation import EVAL_BATCH_SIZE, num_classes_of, predict_model, run_evaluation
+from zoo.train.rundir import (
+    WEIGHTS,
+    jsonable,
+    run_info,
+    write_metrics_csv,
+    write_outputs,
+    write_run_json,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -129,10 +138,10 @@ class Trainer:
         workers: int | None = None,
         train_metrics: bool = True,
     ):
-        from zoo.checkpoint import find_checkpoint
-        from zoo.devices import resolve_device, resolve_precision
-        from zoo.distributed import env_world
-        from zoo.optim import optimizer_kwargs, resolve_optimizer
+        from zoo.runtime.device import resolve_device, resolve_precision
+        from zoo.runtime.distributed import env_world
+        from zoo.train.checkpoint import find_checkpoint
+        from zoo.train.optim import optimizer_kwargs, resolve_optimizer
 
         self.dataset_entry = api.get_entry("dataset", dataset)
         self.dataset = self.dataset_entry.name
@@ -204,7 +213,7 @@ class Trainer:
     @classmethod
     def from_recipe(cls, path: str | os.PathLike, **overrides: Any) -> Trainer:
         """A trainer from a TOML recipe (see :mod:`zoo.recipes`); ``overrides`` win."""
-        from zoo.recipes import trainer_from_recipe
+        from zoo.train.recipes import trainer_from_recipe
 
         return trainer_from_recipe(path, **overrides)
 
@@ -259,9 +268,9 @@ class Trainer:
             return
         import torch
 
-        from zoo import distributed
-        from zoo.data import TensorBatches, make_batches
-        from zoo.optim import create_optimizer
+        from zoo.runtime import distributed
+        from zoo.runtime.batches import TensorBatches, make_batches
+        from zoo.train.optim import create_optimizer
 
         t0 = time.perf_counter()
         self.dist = distributed.setup(self.device)
@@ -320,7 +329,7 @@ class Trainer:
         self._ready = True
 
     def _load_resume(self) -> None:
-        from zoo.checkpoint import load_checkpoint, restore_rng
+        from zoo.train.checkpoint import load_checkpoint, restore_rng
 
         ckpt = load_checkpoint(self.resume)
         saved = ckpt.trainer.get("fingerprint", {})
@@ -362,10 +371,10 @@ class Trainer:
         """One pass over the training batches; returns (mean training loss, samples seen)."""
         import torch
 
-        from zoo import distributed
+        from zoo.runtime import distributed
 
         model, optimizer, loss_fn = self._train_module, self.optimizer, self.loss_fn
-        task, expects, align = self.task, self.expects, tasks.align
+        task, expects, align = self.task, self.expects, metrics.align
         amp, scaler, device_type = self.autocast, self.scaler, self.device.type
         batches = self.train_batches
         sizes = batches.sizes
@@ -386,7 +395,7 @@ class Trainer:
                 output = output.float()
             output = align(task, output, y)
             if expects != "logits":
-                output = tasks.to_loss_input(expects, task, output)
+                output = metrics.to_loss_input(expects, task, output)
             loss = loss_fn(output, y)
             objective = loss
             if factors is not None:
@@ -489,8 +498,8 @@ class Trainer:
 
     def fit(self) -> FitResult:
         """Train for ``epochs`` (from the checkpoint's next epoch when resuming)."""
-        from zoo import distributed
-        from zoo.progress import Progress
+        from zoo.runtime import distributed
+        from zoo.train.progress import Progress
 
         t_start = time.perf_counter()
         started = datetime.now(UTC).isoformat(timespec="seconds")
@@ -558,7 +567,7 @@ class Trainer:
 
     def evaluate(self, split: str = "test") -> dict[str, float]:
         """``{"loss", *metrics}`` of the current model on ``split`` (builds the model if needed)."""
-        from zoo.data import make_batches
+        from zoo.runtime.batches import make_batches
 
         self._setup()
         if split == "test":
@@ -605,7 +614,7 @@ class Trainer:
             self._write_checkpoint(epoch, elapsed)
 
     def _write_checkpoint(self, epoch: int, elapsed: float) -> None:
-        from zoo.checkpoint import capture_rng, save_checkpoint
+        from zoo.train.checkpoint import capture_rng, save_checkpoint
 
         save_checkpoint(
             self.out, epoch=epoch, model=self.model, optimizer=self.optimizer, scaler=self.scaler,
@@ -641,7 +650,7 @@ def _sigint_deferred() -> Iterator[None]:
 
 def _check_epochs_left(checkpoint: Path, epochs: int) -> None:
     """Refuse a resume with nothing left to train (``epochs`` is the total, not a count more)."""
-    from zoo.checkpoint import checkpoint_epoch
+    from zoo.train.checkpoint import checkpoint_epoch
 
     done = checkpoint_epoch(checkpoint)
     if done is None or epochs > done:

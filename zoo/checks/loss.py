@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from zoo import tasks
-from zoo.checks_model import probe_entry, synthetic_batch
-from zoo.checks_report import EntryReport, Failed, begin, raised, shape_of
-from zoo.registry import Entry
+from zoo.checks.model import probe_entry, synthetic_batch
+from zoo.checks.report import EntryReport, Failed, begin, raised, shape_of
+from zoo.registry.entries import Entry
+from zoo.tasks import contracts as tasks
 
 if TYPE_CHECKING:
     import torch
@@ -62,7 +62,9 @@ def _call(fn: Any, task: str, expects: str, n: int, seed: int) -> tuple[torch.Te
     _, y = synthetic_batch(probe, n, seed)
     gen = torch.Generator().manual_seed(seed + 1)
     logits = torch.randn((n, tasks.output_size(probe)), generator=gen, requires_grad=True)
-    inputs = tasks.to_loss_input(expects, task, tasks.align(task, logits, y))
+    from zoo.tasks import metrics
+
+    inputs = metrics.to_loss_input(expects, task, metrics.align(task, logits, y))
     try:
         return logits, fn(inputs, y)
     except Exception as exc:

@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zoo.cache import fetch_entry, fetch_index, local_path
 from zoo.errors import FetchError, UnknownNameError
+from zoo.hub.cache import fetch_entry, fetch_index, local_path
 
 SCHEMA = 1
 BUNDLED = "zoo"
@@ -111,7 +111,7 @@ class PretrainedEntry:
 
 def _summary(entry: PretrainedEntry, tasks: list[str]) -> str:
     """The entry's summary (or model + dataset) followed by its headline metrics."""
-    from zoo.tasks import TASKS
+    from zoo.tasks.contracts import TASKS
 
     text = entry.summary or (
         f"{entry.model} trained on {entry.dataset}" if entry.dataset else entry.model
@@ -123,7 +123,7 @@ def _summary(entry: PretrainedEntry, tasks: list[str]) -> str:
 
 
 def _tasks(entry: PretrainedEntry) -> list[str]:
-    from zoo.plugins import get_registry
+    from zoo.registry.plugins import get_registry
 
     registry = get_registry()
     for kind, name in (("dataset", entry.dataset), ("model", entry.model)):
@@ -304,7 +304,7 @@ def _resolve(url: str, base: str | None, where: str) -> str:
 
 def _plugin_entries() -> list[PretrainedEntry]:
     """Pretrained entries declared as ``pretrained=[{...}]`` in plugins' model metadata."""
-    from zoo.plugins import get_registry
+    from zoo.registry.plugins import get_registry
 
     out = []
     for model in get_registry().entries("model"):

@@ -19,7 +19,7 @@ OPSET = 17
 
 def example_shape(model: torch.nn.Module, dataset: str | None = None) -> tuple[int, ...]:
     """One sample's input shape: from the dataset the model was built for, else its entry."""
-    from zoo.plugins import get_registry
+    from zoo.registry.plugins import get_registry
 
     spec = getattr(model, "zoo_spec", None)
     registry = get_registry()
@@ -52,7 +52,7 @@ def export_onnx(
     """
     import torch
 
-    from zoo.fileio import atomic_path
+    from zoo._util.atomic import atomic_path
 
     if importlib.util.find_spec("onnx") is None:
         raise UsageError("ONNX export needs the onnx package: pip install 'zoo[onnx]'")
@@ -75,7 +75,7 @@ def export_onnx(
             if check and importlib.util.find_spec("onnxruntime") is not None:
                 _check(model, tmp, x, atol)
     except OSError as exc:
-        from zoo.weights import os_reason
+        from zoo.weights.files import os_reason
 
         raise ZooError(f"cannot write {path}: {os_reason(exc, path)}") from None
     return path

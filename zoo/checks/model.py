@@ -18,10 +18,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo import api, tasks
-from zoo.checks_report import SKIP, EntryReport, Failed, begin, raised, shape_of
-from zoo.plugins import get_registry
-from zoo.registry import Entry, make_entry
+from zoo import api
+from zoo.checks.report import SKIP, EntryReport, Failed, begin, raised, shape_of
+from zoo.registry.entries import Entry, make_entry
+from zoo.registry.plugins import get_registry
+from zoo.tasks import contracts as tasks
 
 if TYPE_CHECKING:
     import torch
@@ -200,7 +201,9 @@ def _eval_again(model: Any, x: torch.Tensor, first: torch.Tensor) -> None:
 def _task_loss(task: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     from torch.nn import functional as F
 
-    out = tasks.align(task, out, y)
+    from zoo.tasks import metrics
+
+    out = metrics.align(task, out, y)
     if task == "multiclass":
         return F.cross_entropy(out, y)
     if task == "binary":
@@ -244,7 +247,7 @@ def _roundtrip(model: Any, x: torch.Tensor, path: Path) -> None:
     """Export, rebuild with ``zoo.load``: the state_dict and the outputs come back bit for bit."""
     import torch
 
-    from zoo import weights
+    from zoo.weights import files as weights
 
     before = _infer(model, x)
     try:

@@ -22,7 +22,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.errors import UsageError, WeightsError
+from zoo.errors import UnknownNameError, UsageError, WeightsError
+from zoo.models import build_model
+from zoo.registry.plugins import get_registry
 
 if TYPE_CHECKING:
     import torch
@@ -59,7 +61,7 @@ def export(
     from safetensors.torch import save_file
 
     from zoo import __version__
-    from zoo.fileio import atomic_path
+    from zoo._util.atomic import atomic_path
 
     tensors, aliases = _dedupe(model.state_dict())
     spec = getattr(model, "zoo_spec", None)
@@ -257,8 +259,6 @@ def load(path: str | os.PathLike, device: str = "cpu") -> torch.nn.Module:
     """
     import torch
 
-    from zoo import api
-
     path = Path(path)
     tensors, meta = _read_tensors(path, device)
     if not meta.get("model"):
@@ -280,7 +280,7 @@ def load(path: str | os.PathLike, device: str = "cpu") -> torch.nn.Module:
     dataset = meta.get("dataset")
     try:
         with torch.device("meta"), _no_init_on_meta():
-            model = api.build_model(entry, kwargs, dataset=dataset)
+            model = build_model(entry, kwargs, dataset=dataset)
     except UsageError:
         raise
     except Exception:  # a constructor that cannot run on meta tensors: build it for real
@@ -294,7 +294,7 @@ def load(path: str | os.PathLike, device: str = "cpu") -> torch.nn.Module:
         if any(t.is_meta for t in [*model.parameters(), *model.buffers()]):
             model = None  # e.g. a non-persistent buffer the file cannot fill
     if model is None:
-        model = api.build_model(entry, kwargs, dataset=dataset)
+        model = build_model(entry, kwargs, dataset=dataset)
         _check_fit(path, meta, model.state_dict(), tensors, model_name=entry.name)
         model.load_state_dict(tensors, strict=True)
         model.to(device)
@@ -345,16 +345,13 @@ _INIT_LOCK = threading.Lock()
 
 
 def _model_entry(meta: dict[str, Any]):
-    from zoo import api
-    from zoo.errors import UnknownNameError
-
     name, plugin = meta["model"], meta.get("plugin")
     if plugin:
         try:
-            return api.get_entry("model", f"{plugin}/{name}")
+            return get_registry().get("model", f"{plugin}/{name}")
         except UnknownNameError:
             pass  # plugin renamed or the name moved: fall back to the bare name
-    return api.get_entry("model", name)
+    return get_registry().get("model", name)
 
 
 def _check_fit(

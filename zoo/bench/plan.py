@@ -5,7 +5,7 @@ Everything is validated before any work starts (unknown names, patterns that mat
 bad devices, precisions, batch sizes and modes are one-line usage errors); incompatible
 (model, dataset, loss) combinations and devices this machine lacks are listed once in
 ``skipped`` with the reason. Each remaining combination becomes one row (see
-:mod:`zoo.benchrun`); a combination that fails is a row with its ``error``.
+:mod:`zoo.bench.combo`); a combination that fails is a row with its ``error``.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zoo import api, tasks
-from zoo.benchenv import (
+from zoo import api
+from zoo.bench.combo import MODES, ROW_MARKER, Combo, Settings, empty_row, run_combo
+from zoo.bench.environment import (
     absent_reason,
     environment,
     parse_device,
@@ -29,10 +30,10 @@ from zoo.benchenv import (
     precision_reason,
     resolve_auto,
 )
-from zoo.benchrun import MODES, ROW_MARKER, Combo, Settings, empty_row, run_combo
 from zoo.errors import IncompatibleError, UsageError
-from zoo.plugins import get_registry
-from zoo.registry import normalize_name
+from zoo.registry.entries import normalize_name
+from zoo.registry.plugins import get_registry
+from zoo.tasks import contracts as tasks
 
 SCHEMA = 1
 _LISTERS = {"model": api.list_models, "dataset": api.list_datasets, "loss": api.list_losses}
@@ -65,25 +66,25 @@ class BenchResult:
 
     def table(self) -> str:
         """An aligned text table, best value per column (within a mode and dataset) marked."""
-        from zoo.benchreport import format_result
+        from zoo.bench.report import format_result
 
         return format_result(self)
 
     def write_json(self, path: str | os.PathLike) -> Path:
         """Write :meth:`to_dict` as JSON (atomic)."""
-        from zoo.fileio import write_json
+        from zoo._util.atomic import write_json
 
         return write_json(path, self.to_dict())
 
     def write_csv(self, path: str | os.PathLike) -> Path:
         """One CSV line per row (atomic)."""
-        from zoo.benchreport import write_csv
+        from zoo.bench.report import write_csv
 
         return write_csv(path, self.rows)
 
     def plot(self, path: str | os.PathLike) -> Path:
         """PNG: throughput per model and device; metric vs time for ``fit`` rows."""
-        from zoo.benchreport import write_plot
+        from zoo.bench.report import write_plot
 
         return write_plot(path, self.rows)
 
@@ -291,10 +292,10 @@ def _usable(devices: list[str], precisions: list[str], skips: _Skips) -> dict[st
 
 
 def run_isolated(combo: Combo, settings: Settings) -> dict[str, Any]:
-    """Run one combination in a fresh Python process (``python -m zoo.benchrun``)."""
+    """Run one combination in a fresh Python process (``python -m zoo.bench.combo``)."""
     spec = json.dumps({"combo": asdict(combo), "settings": asdict(settings)})
     proc = subprocess.run(
-        [sys.executable, "-m", "zoo.benchrun", spec],
+        [sys.executable, "-m", "zoo.bench.combo", spec],
         capture_output=True,
         text=True,
         check=False,

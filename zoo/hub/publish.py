@@ -11,9 +11,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from zoo.cache import CHUNK, local_path, locked
 from zoo.errors import FetchError, UsageError, ZooError
-from zoo.hub import ENTRY_NAME, SCHEMA, PretrainedEntry, make_entry
+from zoo.hub.cache import CHUNK, local_path, locked
+from zoo.hub.index import ENTRY_NAME, SCHEMA, PretrainedEntry, make_entry
 
 
 def publish(
@@ -32,8 +32,9 @@ def publish(
     metadata, completed from the run's ``run.json`` when ``source`` is a run dir. ``index.json``
     is rewritten atomically under a lock; an existing entry is replaced only with ``force``.
     """
-    from zoo import rundir, weights
-    from zoo.fileio import atomic_path, write_json
+    from zoo._util.atomic import atomic_path, write_json
+    from zoo.weights import files as weights
+    from zoo.weights import source as rundir
 
     weights_path = rundir.resolve_weights(source)
     run = _run_of(source)
@@ -98,7 +99,7 @@ def publish(
                 recipe_src = Path(recipe)
                 dest = root / "recipes" / f"{name}.toml"
                 if recipe_src.resolve() != dest.resolve():
-                    from zoo.fileio import write_bytes
+                    from zoo._util.atomic import write_bytes
 
                     write_bytes(dest, recipe_src.read_bytes())
                 raw["recipe"] = f"recipes/{name}.toml"
@@ -130,7 +131,7 @@ def _recipe_description(path: Path) -> str | None:
 
 def _run_of(source: str | os.PathLike) -> dict[str, Any]:
     """The ``run.json`` beside a run dir's weights ({} for a bare weights file)."""
-    from zoo import rundir
+    from zoo.weights import source as rundir
 
     path = Path(source)
     if not (path / rundir.RUN_JSON).is_file():

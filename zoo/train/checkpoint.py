@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zoo._util.atomic import write_json
 from zoo.errors import UsageError, ZooError
-from zoo.fileio import write_json
 
 if TYPE_CHECKING:
     import torch
