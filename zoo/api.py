@@ -5,6 +5,8 @@ Listing reads only what plugins registered, so it never imports torch or a plugi
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import UnknownNameError, UsageError, ZooError
@@ -12,6 +14,7 @@ from zoo.models import build_model, model_kwargs
 from zoo.registry.entries import Entry
 from zoo.registry.plugins import get_registry
 from zoo.tasks import contracts as tasks
+from zoo.tasks.contracts import accepted_kwargs
 
 if TYPE_CHECKING:
     import torch
@@ -144,12 +147,26 @@ def _is_tensor(value: Any) -> bool:
     return value is None or type(value).__name__ == "Tensor"
 
 
-def load_dataset(name: str, split: str = "train", **kwargs: Any) -> Any:
-    """Load one split: ``(X, y)`` tensors for in-memory datasets, else a ``Dataset``."""
+def load_dataset(
+    name: str, split: str = "train", *, data_dir: str | os.PathLike | None = None, **kwargs: Any
+) -> Any:
+    """Load one split: ``(X, y)`` tensors for in-memory datasets, else a ``Dataset``.
+
+    Args:
+        data_dir: root of local dataset files (what ``--data-dir`` and ``$ZOO_DATA`` name). It is
+            passed as ``root=`` to a dataset whose target takes ``root`` and was not given one;
+            datasets that read no files ignore it.
+    """
     entry = get_registry().get("dataset", name)
     if split not in SPLITS:
         raise UsageError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     target = entry.load()
+    if (
+        data_dir is not None
+        and "root" not in kwargs
+        and "root" in accepted_kwargs(target, {"root": None})
+    ):
+        kwargs["root"] = str(Path(data_dir).expanduser())
     try:
         return target(split, **kwargs)
     except (TypeError, ValueError) as exc:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from zoo._util.jsonio import jsonable
 from zoo.errors import AmbiguousNameError, PluginError, UnknownNameError
 
 KINDS = ("model", "loss", "dataset")
@@ -112,18 +113,8 @@ class Entry:
             "summary": self.summary,
             "tasks": list(self.tasks),
             "target": self.target_repr,
-            **_jsonable(meta),
+            **jsonable(meta),
         }
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    return repr(value)
 
 
 def make_entry(

@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from zoo import api
+from zoo._util.jsonio import jsonable
 from zoo.errors import IncompatibleError, UsageError, ZooError
 from zoo.tasks import contracts as tasks
 from zoo.tasks import metrics
-from zoo.train.rundir import jsonable
 
 if TYPE_CHECKING:
     import torch

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo._util.atomic import atomic_path, write_json, write_text
+from zoo._util.jsonio import jsonable
 from zoo.weights.source import RECIPE, RUN_JSON, WEIGHTS
 
 if TYPE_CHECKING:
@@ -46,13 +47,6 @@ def versions(extra: dict[str, str] | None = None) -> dict[str, str]:
 def keep_recipe(run_dir: str | os.PathLike, recipe: str | os.PathLike) -> Path:
     """Copy the recipe a run was trained from into it (``zoo publish`` ships it along)."""
     return write_text(Path(run_dir) / RECIPE, Path(recipe).read_text(encoding="utf-8"))
-
-
-def jsonable(value: Any) -> Any:
-    """JSON round trip: tuples become lists, so settings compare the same after a save."""
-    import json
-
-    return json.loads(json.dumps(value, default=str))
 
 
 def write_run_json(run_dir: str | os.PathLike, data: dict[str, Any]) -> Path:

@@ -33,13 +33,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo import api
+from zoo._util.jsonio import jsonable
 from zoo.errors import IncompatibleError, UsageError, ZooError
 from zoo.tasks import contracts as tasks
 from zoo.tasks import metrics
 from zoo.train.evaluation import EVAL_BATCH_SIZE, num_classes_of, predict_model, run_evaluation
 from zoo.train.rundir import (
     WEIGHTS,
-    jsonable,
     run_info,
     write_metrics_csv,
     write_outputs,
