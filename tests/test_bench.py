@@ -10,9 +10,10 @@ import pytest
 import torch
 
 import zoo
-from zoo.bench.combo import ROW_FIELDS, Combo, Settings, decay_on_oom, fit_curve, run_combo
-from zoo.bench.plan import SCHEMA, Grid, bench, make_plan
+from zoo.bench.combo import decay_on_oom, fit_curve, run_combo
+from zoo.bench.plan import Grid, bench, make_plan
 from zoo.bench.report import compare, load_result
+from zoo.bench.rows import ROW_FIELDS, SCHEMA, Combo, Settings
 from zoo.errors import IncompatibleError, UsageError
 
 FAST = {"min_run_time": 0.02, "warmup": 0.0, "threads": 1}

@@ -4,6 +4,7 @@ followed from an empty folder, install a real distribution that zoo discovers an
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 import re
 import shlex
@@ -104,7 +105,7 @@ def test_guide_steps_parser_reads_files_shell_and_python():
     ]
 
 
-def test_the_reference_hooks_register_as_a_real_plugin(make_plugin, monkeypatch):
+def test_the_reference_hooks_register_as_a_real_plugin(make_plugin, monkeypatch, caplog):
     """The reference's example registrations, pretrained declaration and ``expects`` included,
     are accepted by zoo as they stand (strict loading: any problem is an error)."""
     import zoo
@@ -116,9 +117,10 @@ def test_the_reference_hooks_register_as_a_real_plugin(make_plugin, monkeypatch)
         "my-plugin", {"my_plugin/__init__.py": reference}, entry_points={"mine": "my_plugin"}
     )
     monkeypatch.setenv("ZOO_STRICT_PLUGINS", "1")
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), caplog.at_level(logging.WARNING, logger="zoo"):
         warnings.simplefilter("error")  # a malformed pretrained declaration would only warn
         assert zoo.list_pretrained("my-*") == ["my-net.my-data"]
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("zoo")] == []  # (logged)
     pretrained = zoo.info("my-net.my-data")
     assert pretrained["plugin"] == "mine" and pretrained["dataset"] == "my-data"
     assert pretrained["kwargs"] == {"in_features": 2, "num_classes": 4}

@@ -100,7 +100,5 @@ def test_the_layer_contract_holds():
     lint = Path(sys.executable).with_name("lint-imports")
     if not lint.exists():
         pytest.skip("import-linter is not installed (pip install -e '.[test]')")
-    run = subprocess.run(
-        [str(lint)], cwd=ROOT.parent, capture_output=True, text=True, timeout=120
-    )
+    run = subprocess.run([str(lint)], cwd=ROOT.parent, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout[-3000:]

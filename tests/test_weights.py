@@ -242,3 +242,58 @@ def test_load_skips_init_only_while_building_on_meta(tmp_path):
     assert init.kaiming_uniform_ is before
     layer = torch.nn.Linear(4, 4)  # built normally afterwards: randomly initialised
     assert layer.weight.abs().sum() > 0
+
+
+class _Views(torch.nn.Module):
+    """A tied pair plus buffers that view the same memory differently (never aliases)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Linear(4, 4, bias=False)
+        self.b = torch.nn.Linear(4, 4, bias=False)
+        self.b.weight = self.a.weight  # tied: the same tensor under two keys
+        w = self.a.weight.detach()
+        self.register_buffer("row", w[1])  # same storage, other offset and shape
+        self.register_buffer("flat", w.view(16))  # same offset, other shape
+        self.register_buffer("turned", w.t())  # same offset and shape, other stride
+        self.register_buffer("bits", w.view(torch.int32))  # same all but dtype
+
+
+def _assert_same_state(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) -> None:
+    assert set(got) == set(want)
+    for key, tensor in want.items():
+        assert got[key].dtype == tensor.dtype and torch.equal(got[key], tensor), key
+
+
+def test_split_shared_stores_a_tie_once_and_every_other_view_on_its_own():
+    state = _Views().state_dict()
+    tensors, aliases = weights.split_shared(state)
+    assert aliases == {"b.weight": "a.weight"}
+    assert set(tensors) == {"a.weight", "row", "flat", "turned", "bits"}
+    _assert_same_state({**tensors, "b.weight": tensors["a.weight"]}, state)
+    assert all(t.is_contiguous() and t.device.type == "cpu" for t in tensors.values())
+    storages = [t.untyped_storage().data_ptr() for t in tensors.values()]
+    assert len(set(storages)) == len(storages)  # safetensors refuses shared memory
+
+
+def test_a_tied_model_and_aliased_views_round_trip_through_weights_and_checkpoints(tied, tmp_path):
+    from zoo.train.checkpoint import load_checkpoint, save_checkpoint
+
+    for model in (tied, _Views()):
+        state = model.state_dict()
+        path = zoo.export(model, tmp_path / f"{type(model).__name__}.safetensors")
+        fresh = (
+            type(model)() if isinstance(model, _Views) else zoo.create_model("tied-net", vocab=13)
+        )
+        weights.load_weights(fresh, path)
+        _assert_same_state(fresh.state_dict(), state)
+
+        run = tmp_path / f"run-{type(model).__name__}"
+        save_checkpoint(run, epoch=1, model=model)
+        restored = load_checkpoint(run).model_state
+        _assert_same_state(restored, state)
+        tied_keys = ("b.weight", "a.weight") if isinstance(model, _Views) else None
+        tied_keys = tied_keys or ("head.weight", "embed.weight")
+        assert restored[tied_keys[0]] is restored[tied_keys[1]]
+    loaded = zoo.load(tmp_path / "TiedNet.safetensors")
+    assert loaded.head.weight is loaded.embed.weight

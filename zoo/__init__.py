@@ -22,6 +22,8 @@ _LAZY = {
     "create_model": "zoo.api",
     "create_loss": "zoo.api",
     "load_dataset": "zoo.api",
+    "evaluate": "zoo.api",
+    "predict": "zoo.api",
     "Trainer": "zoo.train",
     "bench": "zoo.bench",
     "export": "zoo.weights",

@@ -1,15 +1,20 @@
-"""The stable Python API over the registry: list, describe and create entries.
+"""The stable Python API: list, describe and create entries; evaluate and predict.
 
 Listing reads only what plugins registered, so it never imports torch or a plugin's target.
+:func:`evaluate` and :func:`predict` take a run directory, a weights file, a pretrained entry
+or a model, and recover from the weights what the run was trained with (dataset, loss,
+dataset kwargs, data dir, task), so a run is evaluated as it was trained.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.errors import UnknownNameError, UsageError, ZooError
+from zoo._util.jsonio import jsonable
+from zoo.errors import IncompatibleError, UnknownNameError, UsageError, ZooError
 from zoo.models import build_model, model_kwargs
 from zoo.registry.entries import Entry
 from zoo.registry.plugins import get_registry
@@ -17,9 +22,34 @@ from zoo.tasks import contracts as tasks
 from zoo.tasks.contracts import accepted_kwargs
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
+__all__ = [
+    "EVAL_BATCH_SIZE",
+    "SPLITS",
+    "check_batch_size",
+    "check_model_fits",
+    "create_loss",
+    "create_model",
+    "evaluate",
+    "evaluate_model",
+    "get_entry",
+    "info",
+    "list_datasets",
+    "list_losses",
+    "list_models",
+    "list_pretrained",
+    "load_dataset",
+    "num_classes_of",
+    "predict",
+    "predict_model",
+    "resolve_weights",
+    "shape_inputs",
+]
+
 SPLITS = ("train", "val", "test")
+EVAL_BATCH_SIZE = 256
 
 
 def list_models(pattern: str | list[str] | None = None, pretrained: bool = False) -> list[str]:
@@ -173,3 +203,316 @@ def load_dataset(
         raise UsageError(f"dataset {entry.name!r}: {exc}") from exc
     except OSError as exc:
         raise ZooError(f"dataset {entry.name!r}: {exc}") from exc
+
+
+# ---------------------------------------------------------------- evaluate and predict
+
+
+def evaluate(
+    run_or_weights_or_entry: str | os.PathLike[str] | torch.nn.Module,
+    dataset: str | None = None,
+    split: str = "test",
+    *,
+    loss: str | None = None,
+    batch_size: int = EVAL_BATCH_SIZE,
+    device: str = "cpu",
+    dataset_kwargs: dict[str, Any] | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+) -> dict[str, float]:
+    """Evaluate a trained model on one split of a dataset, as ``zoo evaluate`` does.
+
+    On the dataset it was trained on (the default), a run is evaluated as it was trained: with
+    its recorded ``plugin/name`` dataset and loss and its dataset kwargs.
+
+    Args:
+        run_or_weights_or_entry: a run directory, a weights file, a pretrained entry
+            (``tinyvgg.digits``, fetched into the cache) or a model (moved to ``device``).
+        dataset: default the dataset the weights were trained on.
+        loss: the loss to report; default the run's own on its own dataset, else the task's.
+        dataset_kwargs: default the run's own on its own dataset, else none.
+        data_dir: root of local dataset files (passed as ``root=``); default the run's recorded
+            one while that directory exists.
+
+    Returns:
+        ``{"loss", *the task's metrics}``.
+    """
+    from zoo.runtime.device import resolve_device
+
+    check_batch_size(batch_size)
+    if _is_model(run_or_weights_or_entry):
+        model = run_or_weights_or_entry
+        dataset = dataset or getattr(getattr(model, "zoo_spec", None), "dataset", None)
+        if not dataset:
+            raise UsageError("the model does not record its dataset; pass a dataset")
+        return evaluate_model(
+            model, dataset, split, batch_size=batch_size, device=device,
+            dataset_kwargs=dataset_kwargs, loss=loss, data_dir=data_dir,
+        )  # fmt: skip
+    from zoo.weights import files as weights
+
+    path = resolve_weights(run_or_weights_or_entry)
+    meta = weights.read_metadata(path)
+    train = _train_record(meta)
+    if data_dir is None and train.get("data_dir") and Path(train["data_dir"]).is_dir():
+        data_dir = train["data_dir"]  # the data the run was trained on
+    own = dataset is None or dataset == meta.get("dataset")
+    dataset = dataset or _recorded_dataset(meta)
+    if not dataset:
+        raise UsageError(f"{path} does not record its dataset; pass a dataset (--dataset)")
+    if own:
+        if dataset_kwargs is None:
+            dataset_kwargs = train.get("dataset_kwargs") or {}
+        if loss is None:
+            loss = _recorded_entry(train, "loss")  # the loss it was trained with
+    dev = resolve_device(device)
+    model = weights.load(path, device=str(dev))
+    return evaluate_model(
+        model, dataset, split, batch_size=batch_size, device=str(dev),
+        dataset_kwargs=dataset_kwargs, loss=loss, data_dir=data_dir,
+    )  # fmt: skip
+
+
+def predict(
+    run_or_weights_or_entry: str | os.PathLike[str] | torch.nn.Module,
+    inputs: torch.Tensor | np.ndarray | Any,
+    *,
+    raw: bool = False,
+    batch_size: int = EVAL_BATCH_SIZE,
+    device: str = "cpu",
+) -> torch.Tensor:
+    """Predict with a trained model, as ``zoo predict`` does.
+
+    The task (class labels or values) comes from the dataset the weights were trained on, else
+    from the model entry. Rows of flat features are reshaped to that dataset's input shape
+    (``(N, 64)`` -> ``(N, 1, 8, 8)`` for ``digits``); preprocessing travels with the weights.
+
+    Args:
+        run_or_weights_or_entry: a run directory, a weights file, a pretrained entry
+            (``tinyvgg.digits``, fetched into the cache) or a model (moved to ``device``).
+        inputs: a tensor, array or nested list: one sample, or one per row. Arrays and lists
+            of floats become float32.
+        raw: the model's outputs (logits, values) instead of labels.
+
+    Returns:
+        Predictions on the CPU: labels for classification, values for regression.
+    """
+    import torch
+
+    from zoo.runtime.device import resolve_device
+
+    check_batch_size(batch_size)
+    dev = resolve_device(device)
+    if _is_model(run_or_weights_or_entry):
+        model = run_or_weights_or_entry.to(dev)
+        meta: dict[str, Any] = {}
+        dataset = getattr(getattr(model, "zoo_spec", None), "dataset", None)
+    else:
+        from zoo.weights import files as weights
+
+        path = resolve_weights(run_or_weights_or_entry)
+        meta = weights.read_metadata(path)
+        dataset = _recorded_dataset(meta)
+        model = weights.load(path, device=str(dev))
+    task, input_shape = _task_and_shape(model, dataset, meta)
+    X = inputs if isinstance(inputs, torch.Tensor) else torch.as_tensor(inputs)
+    if not isinstance(inputs, torch.Tensor) and X.is_floating_point():
+        X = X.to(torch.float32)
+    X = shape_inputs(X, input_shape)
+    try:
+        return predict_model(model, X, task=task, batch_size=batch_size, raw=raw)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(
+            f"the model cannot take inputs of shape {list(X.shape)}: {first}"
+        ) from None
+
+
+def resolve_weights(run_or_weights_or_entry: str | os.PathLike[str]) -> Path:
+    """The weights file a ``RUN|WEIGHTS|ENTRY`` argument names.
+
+    A run directory gives its ``model.safetensors``, a file itself; a name that is no file but
+    a pretrained entry (``tinyvgg.digits``) is fetched into the cache first.
+    """
+    from zoo.hub.entries import ENTRY_NAME
+    from zoo.weights.source import resolve_weights as resolve_path
+
+    text = os.fspath(run_or_weights_or_entry)
+    key = text.strip().lower()
+    if not Path(text).exists() and ENTRY_NAME.match(key) and not key.endswith(".safetensors"):
+        from zoo.hub.index import fetch
+
+        try:
+            return fetch(key)
+        except UnknownNameError as exc:
+            raise UnknownNameError(
+                f"{text} is neither a run directory nor a weights file; {exc}"
+            ) from None
+    return resolve_path(text)
+
+
+def evaluate_model(
+    model: torch.nn.Module,
+    dataset: str,
+    split: str = "test",
+    *,
+    batch_size: int = EVAL_BATCH_SIZE,
+    device: str = "cpu",
+    dataset_kwargs: dict[str, Any] | None = None,
+    loss: str | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+) -> dict[str, float]:
+    """Metrics and loss (default: the task's) of ``model`` on one split of ``dataset``.
+
+    The model is moved to ``device``; no setting is recovered from anywhere (see
+    :func:`evaluate` for that).
+
+    Returns:
+        ``{"loss", *the task's metrics}``.
+    """
+    from zoo.runtime.batches import make_batches
+    from zoo.runtime.device import resolve_device
+    from zoo.runtime.step import evaluate_batches
+
+    check_batch_size(batch_size)
+    entry = get_entry("dataset", dataset)
+    task = entry.tasks[0]
+    check_model_fits(model, entry.qualname)
+    loss_entry = get_entry("loss", loss or tasks.TASKS[task].default_loss)
+    if task not in loss_entry.tasks:
+        raise IncompatibleError(f"loss {loss_entry.name!r} does not serve {task} ({entry.name!r})")
+    dev = resolve_device(device)
+    model.to(dev)
+    data = load_dataset(entry.qualname, split, data_dir=data_dir, **(dataset_kwargs or {}))
+    batches = make_batches(data, batch_size, device=dev)
+    loss_fn = create_loss(loss_entry.qualname).to(dev)
+    return evaluate_batches(
+        model, batches, task=task, loss_fn=loss_fn,
+        expects=loss_entry.meta.get("expects", "logits"), num_classes=num_classes_of(entry),
+    )  # fmt: skip
+
+
+def predict_model(
+    model: torch.nn.Module,
+    X: torch.Tensor,
+    *,
+    task: str | None = None,
+    batch_size: int = EVAL_BATCH_SIZE,
+    raw: bool = False,
+) -> torch.Tensor:
+    """Predictions for ``X`` on the model's device, under eval + inference mode, on the CPU.
+
+    Classification gives class labels, regression values; ``raw`` (or an unknown task) gives
+    the model's outputs.
+    """
+    import torch
+
+    from zoo.runtime.step import predict_outputs
+    from zoo.tasks import metrics
+
+    check_batch_size(batch_size)
+    if not len(X):
+        return torch.empty(0)
+    out = predict_outputs(model, X, batch_size=batch_size)
+    if raw or task is None:
+        return out.cpu()
+    if task != "multiclass" and out.dim() == 2 and out.shape[-1] == 1:
+        out = out.squeeze(-1)
+    return metrics.predictions(task, out).cpu()
+
+
+def check_model_fits(model: torch.nn.Module, dataset: str) -> None:
+    """Refuse a model built for other inputs/outputs than ``dataset`` gives (one-line error)."""
+    spec = getattr(model, "zoo_spec", None)
+    if spec is None:
+        return
+    entry = get_entry("dataset", dataset)
+    try:
+        model_entry = get_entry("model", f"{spec.plugin}/{spec.model}")
+    except ZooError:
+        model_entry = None
+    if model_entry is not None:
+        tasks.check_compatible(model_entry, entry)
+    for key, value in tasks.standard_kwargs(entry).items():
+        have = spec.kwargs.get(key)
+        if have is not None and jsonable(have) != jsonable(value):
+            raise IncompatibleError(
+                f"model {spec.model!r} was built with {key}={jsonable(have)} but dataset "
+                f"{entry.name!r} needs {key}={jsonable(value)}"
+            )
+
+
+def num_classes_of(entry: Entry) -> int | None:
+    """The class count of a multiclass dataset entry (``None`` for other tasks)."""
+    return entry.meta.get("num_classes") if entry.tasks[0] == "multiclass" else None
+
+
+def check_batch_size(batch_size: Any) -> None:
+    """Refuse a batch size below 1 (the same one-line error for evaluate and predict)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise UsageError(f"batch size must be at least 1, got {batch_size!r}")
+
+
+def shape_inputs(X: torch.Tensor, input_shape: tuple[int, ...] | None) -> torch.Tensor:
+    """Reshape flat rows to the dataset's input shape: ``(N, 64)`` -> ``(N, 1, 8, 8)``.
+
+    One unbatched sample gets its batch dimension; anything that does not fit is a one-line
+    :class:`~zoo.errors.UsageError`.
+    """
+    if input_shape is None:
+        return X
+    shape = tuple(input_shape)
+    size = math.prod(shape)
+    if tuple(X.shape[1:]) == shape:
+        return X
+    if X.dim() == len(shape) and tuple(X.shape) == shape:
+        return X.unsqueeze(0)  # one sample
+    if X.numel() % size == 0 and (X.dim() == 1 or math.prod(X.shape[1:]) == size):
+        return X.reshape(-1, *shape)
+    raise UsageError(
+        f"input of shape {list(X.shape)} does not fit the model's input {list(shape)} per sample"
+    )
+
+
+def _is_model(source: Any) -> bool:
+    return not isinstance(source, str | os.PathLike) and callable(getattr(source, "to", None))
+
+
+def _train_record(meta: dict[str, Any]) -> dict[str, Any]:
+    """The training settings ``zoo train`` stores in a weights file (``{}`` for others)."""
+    train = (meta.get("extra") or {}).get("train")
+    return train if isinstance(train, dict) else {}
+
+
+def _recorded_dataset(meta: dict[str, Any]) -> str | None:
+    """The weights' dataset as ``plugin/name`` when recorded and still registered, else bare."""
+    return _recorded_entry(_train_record(meta), "dataset") or meta.get("dataset")
+
+
+def _recorded_entry(train: dict[str, Any], kind: str) -> str | None:
+    """``plugin/name`` of the run's ``kind`` entry if recorded and still registered, else bare."""
+    ref = (train.get("entries") or {}).get(kind)
+    if ref:
+        try:
+            get_entry(kind, ref)
+            return ref
+        except UnknownNameError:
+            pass
+    return train.get(kind)
+
+
+def _task_and_shape(
+    model: torch.nn.Module, dataset: str | None, meta: dict[str, Any]
+) -> tuple[str | None, tuple[int, ...] | None]:
+    """The task and per-sample input shape: the dataset's, else the model entry's only task."""
+    if dataset:
+        try:
+            entry = get_entry("dataset", dataset)
+            return entry.tasks[0], tuple(entry.meta["input_shape"])
+        except UsageError:
+            pass
+    spec = getattr(model, "zoo_spec", None)
+    ref = f"{spec.plugin}/{spec.model}" if spec is not None else meta.get("model")
+    if not ref:
+        return None, None
+    model_entry = get_entry("model", ref)
+    return (model_entry.tasks[0] if len(model_entry.tasks) == 1 else None), None

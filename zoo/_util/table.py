@@ -8,16 +8,27 @@ from typing import Any
 __all__ = ["format_table"]
 
 
-def format_table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
-    """Left-aligned columns separated by two spaces; numbers right-aligned."""
+def format_table(
+    rows: Sequence[Sequence[Any]],
+    headers: Sequence[str],
+    *,
+    numeric: Sequence[bool] | None = None,
+) -> str:
+    """Left-aligned columns separated by two spaces; numbers right-aligned.
+
+    Args:
+        numeric: which columns to right-align (default: those holding only numbers), for
+            rows whose numbers are already formatted as text.
+    """
     cells = [[_cell(v) for v in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in cells:
         widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
-    numeric = [
-        bool(rows) and all(isinstance(r[i], int | float) or r[i] in (None, "") for r in rows)
-        for i in range(len(headers))
-    ]
+    if numeric is None:
+        numeric = [
+            bool(rows) and all(isinstance(r[i], int | float) or r[i] in (None, "") for r in rows)
+            for i in range(len(headers))
+        ]
 
     def line(values: Sequence[str]) -> str:
         parts = [

@@ -1,10 +1,11 @@
 """Run one benchmark combination and return its row.
 
 A combination is one (model, dataset, loss, device, batch size, precision, mode). ``infer``
-times a forward pass under ``eval()`` + ``inference_mode()``; ``train`` times forward +
-backward + optimizer step; ``fit`` trains with :class:`zoo.train.Trainer` and reports the test
-metric and the time to it. Any failure becomes the row's ``error``; an out-of-memory on an
-accelerator halves the batch size until it fits and records the size that ran.
+times a forward pass under ``eval()`` + ``inference_mode()``; ``train`` times the trainer's own
+step (:func:`zoo.runtime.step.train_step`: forward, loss, zero_grad, backward, optimizer step);
+``fit`` trains with :class:`zoo.train.Trainer` and reports the test metric and the time to it.
+Any failure becomes the row's ``error``; an out-of-memory on an accelerator halves the batch
+size until it fits and records the size that ran.
 
 ``python -m zoo.bench.combo SPEC_JSON`` runs one combination in a fresh process (``--isolate``)
 and prints its row as one JSON line prefixed with ``ROW_MARKER``.
@@ -19,107 +20,39 @@ import statistics
 import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import torch
 
 from zoo import api
-from zoo.bench.environment import PRECISIONS, MemoryProbe, synchronizer
+from zoo.bench.environment import MemoryProbe, synchronizer
+from zoo.bench.rows import ROW_MARKER, Combo, Settings, empty_row
 from zoo.bench.timing import Measurement, measure
+from zoo.runtime.device import device_name, resolve_device
+from zoo.runtime.precision import Precision
+from zoo.runtime.step import train_step
 from zoo.tasks import contracts as tasks
+from zoo.train.optim import create_optimizer
+from zoo.train.trainer import Trainer
+from zoo.weights.files import export
 
-if TYPE_CHECKING:
-    import torch
-
-MODES = ("infer", "train", "fit")
-ROW_MARKER = "ZOO_BENCH_ROW "
-
-# Every row has every field (``None`` where it does not apply); CSV columns follow this order.
-ROW_FIELDS = (
-    "model",
-    "dataset",
-    "loss",
-    "task",
-    "mode",
-    "device",
-    "device_name",
-    "precision",
-    "dtype",
-    "batch_size",
-    "effective_batch_size",
-    "latency_ms_median",
-    "latency_ms_iqr",
-    "latency_ms_p90",
-    "latency_ms_p99",
-    "samples_per_s",
-    "timing_samples",
-    "timing_block",
-    "noisy",
-    "metric_name",
-    "metric",
-    "fit_seconds",
-    "epochs",
-    "params",
-    "weights_bytes",
-    "peak_memory_bytes",
-    "memory_kind",
-    "torch_version",
-    "threads",
-    "export",
-    "note",
-    "error",
-)
-EXTRA_FIELDS = ("metrics", "curve")  # JSON only: the fit's test metrics and metric-vs-time curve
-
-
-@dataclass(frozen=True)
-class Combo:
-    """One point of the benchmark grid (``loss`` is ``None`` for ``infer``)."""
-
-    model: str
-    dataset: str
-    loss: str | None
-    device: str
-    batch_size: int
-    precision: str
-    mode: str
-
-    def label(self) -> str:
-        """``mlp circles bce-with-logits cpu b32 fp32 train``: for progress and messages."""
-        loss = f" {self.loss}" if self.loss else ""
-        return (
-            f"{self.model} {self.dataset}{loss} {self.device} b{self.batch_size} "
-            f"{self.precision} {self.mode}"
-        )
-
-
-@dataclass(frozen=True)
-class Settings:
-    """How every combination of a run is measured."""
-
-    epochs: int = 5
-    lr: float = 1e-3
-    seed: int = 0
-    min_run_time: float = 0.2
-    warmup: float | None = None
-    export_dir: str | None = None
-    threads: int | None = None
-
-
-def empty_row(combo: Combo) -> dict[str, Any]:
-    """A row with the combination's identity filled in and every measurement ``None``."""
-    row: dict[str, Any] = dict.fromkeys((*ROW_FIELDS, *EXTRA_FIELDS))
-    row.update(asdict(combo))
-    row["dtype"] = PRECISIONS[combo.precision]
-    return row
+__all__ = [
+    "decay_on_oom",
+    "fit_curve",
+    "is_oom",
+    "main",
+    "run_combo",
+    "time_infer",
+    "time_train",
+]
 
 
 def run_combo(combo: Combo, settings: Settings, cache: dict | None = None) -> dict[str, Any]:
-    """Measure one combination; never raises for a failure of the work (it goes in ``error``)."""
-    import torch
+    """Measure one combination; never raises for a failure of the work (it goes in ``error``).
 
-    from zoo.runtime.device import device_name, resolve_device
-
+    ``cache`` keeps loaded datasets between the combinations of one run.
+    """
     row = empty_row(combo)
     row["torch_version"] = torch.__version__
     if settings.threads:
@@ -150,8 +83,6 @@ def run_combo(combo: Combo, settings: Settings, cache: dict | None = None) -> di
 
 def _current_device(device: torch.device) -> AbstractContextManager[Any]:
     """Make a CUDA ``device`` the current one for the run (``cuda:1`` work stays on GPU 1)."""
-    import torch
-
     return torch.cuda.device(device) if device.type == "cuda" else nullcontext()
 
 
@@ -185,8 +116,6 @@ def _time_step(
     row: dict[str, Any],
 ) -> Measurement:
     """Build the model and one batch on ``device`` (moved once), then time infer or train."""
-    import torch
-
     torch.manual_seed(settings.seed)
     model = api.create_model(combo.model, dataset=combo.dataset).to(device)
     _describe_model(model, row)
@@ -200,7 +129,18 @@ def _time_step(
             min_run_time=settings.min_run_time,
             warmup=settings.warmup,
         )
-    return _time_train(model, x, y, combo, settings, device, row["task"])
+    return time_train(
+        model,
+        x,
+        y,
+        loss=combo.loss,
+        task=row["task"],
+        device=device,
+        precision=combo.precision,
+        lr=settings.lr,
+        min_run_time=settings.min_run_time,
+        warmup=settings.warmup,
+    )
 
 
 def _cap_cuda_memory(device: torch.device) -> None:
@@ -208,8 +148,6 @@ def _cap_cuda_memory(device: torch.device) -> None:
     big card behaves like a small one (how ``benchmarks/gpu_check.sh`` exercises OOM decay)."""
     fraction = os.environ.get("ZOO_BENCH_CUDA_MEMORY_FRACTION")
     if device.type == "cuda" and fraction:
-        import torch
-
         torch.cuda.set_per_process_memory_fraction(float(fraction), device)
 
 
@@ -222,23 +160,11 @@ def _initialise_torch_once() -> None:
     global _INITIALISED
     if _INITIALISED:
         return
-    import torch
-
     weight = torch.nn.Parameter(torch.zeros(2))
     optimizer = torch.optim.Adam([weight])
-    (weight * 2).sum().backward()
+    (weight.grad,) = torch.autograd.grad((weight * 2).sum(), weight)
     optimizer.step()
     _INITIALISED = True
-
-
-def _autocast(device: torch.device, precision: str) -> AbstractContextManager[Any]:
-    """Autocast for bf16/fp16 (as the trainer does), nothing for fp32."""
-    import torch
-
-    from zoo.runtime.device import resolve_precision
-
-    dtype, _ = resolve_precision(precision, device)
-    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
 def time_infer(
@@ -250,11 +176,10 @@ def time_infer(
     min_run_time: float = 0.2,
     warmup: float | None = None,
 ) -> Measurement:
-    """Latency of ``model(x)`` under ``eval()`` + ``inference_mode()`` (+ autocast), synced."""
-    import torch
-
+    """Latency of ``model(x)`` under ``eval()`` + ``inference_mode()`` (+ the precision's
+    autocast), synchronised on ``device``."""
     model.eval()
-    with torch.inference_mode(), _autocast(device, precision):
+    with torch.inference_mode(), Precision(precision, device).forward_context():
         return measure(
             lambda: model(x),
             min_run_time=min_run_time,
@@ -263,59 +188,51 @@ def time_infer(
         )
 
 
-def _time_train(
+def time_train(
     model: torch.nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
-    combo: Combo,
-    settings: Settings,
-    device: torch.device,
+    *,
+    loss: str,
     task: str,
+    device: torch.device,
+    precision: str = "fp32",
+    lr: float = 1e-3,
+    min_run_time: float = 0.2,
+    warmup: float | None = None,
 ) -> Measurement:
-    """Time one optimisation step: zero_grad, forward (autocast), loss, backward, step."""
-    import torch
+    """Time the trainer's own step, :func:`zoo.runtime.step.train_step`, on one batch.
 
-    from zoo.runtime.device import resolve_precision
-
-    loss_entry = api.get_entry("loss", combo.loss)
-    expects = loss_entry.meta.get("expects", "logits")
-    loss_fn = api.create_loss(combo.loss).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
-    from zoo.tasks import metrics
-
-    _, use_scaler = resolve_precision(combo.precision, device)
-    scaler = torch.amp.GradScaler(device.type) if use_scaler else None
+    The model (in ``train()`` mode), the loss entry ``loss``, Adam at ``lr`` (what ``zoo train``
+    uses by default) and the precision are set up once, as the trainer sets them up; each
+    timed call is one step: forward (autocast), loss, ``zero_grad``, backward, optimizer step.
+    """
+    entry = api.get_entry("loss", loss)
+    expects = entry.meta.get("expects", "logits")
+    loss_fn = api.create_loss(entry.qualname).to(device)
+    optimizer = create_optimizer("adam", model.parameters(), lr=lr)
+    amp = Precision(precision, device)
     model.train()
 
     def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        with _autocast(device, combo.precision):
-            out = model(x)
-        # The loss runs in fp32 outside autocast (BCELoss refuses to autocast).
-        out = metrics.align(task, out.float(), y)
-        loss = loss_fn(metrics.to_loss_input(expects, task, out), y)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
+        train_step(
+            model,
+            x,
+            y,
+            loss_fn=loss_fn,
+            optimizer=optimizer,
+            precision=amp,
+            task=task,
+            expects=expects,
+        )
 
-    return measure(
-        step,
-        min_run_time=settings.min_run_time,
-        warmup=settings.warmup,
-        sync=synchronizer(device),
-    )
+    return measure(step, min_run_time=min_run_time, warmup=warmup, sync=synchronizer(device))
 
 
 def _fit(
     combo: Combo, settings: Settings, device: torch.device, batch: int, row: dict[str, Any]
 ) -> None:
     """Train with the trainer; record the test metrics, the time, the curve, the export."""
-    from zoo.train.trainer import Trainer
-
     result = Trainer(
         combo.model,
         combo.dataset,
@@ -340,8 +257,6 @@ def _fit(
     row["samples_per_s"] = float(statistics.median(speeds)) if speeds else None
     _describe_model(result.model, row)
     if settings.export_dir:
-        from zoo.weights.files import export
-
         name = "-".join(
             str(p)
             for p in (
@@ -412,8 +327,6 @@ def _load(name: str, split: str, cache: dict) -> Any:
 
 def _batch(data: Any, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``n`` samples of a split (wrapping around a smaller split), on ``device``."""
-    import torch
-
     if isinstance(data, tuple | list) and len(data) == 2 and all(torch.is_tensor(t) for t in data):
         X, y = data
         idx = torch.arange(n) % len(X)
@@ -426,8 +339,6 @@ def _batch(data: Any, n: int, device: torch.device) -> tuple[torch.Tensor, torch
 
 def is_oom(exc: BaseException) -> bool:
     """``True`` for an accelerator out-of-memory error (also when wrapped by another error)."""
-    import torch
-
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -444,8 +355,6 @@ def _release(device: torch.device | None) -> None:
     """Free what a finished or failed attempt left: Python garbage, then cached GPU memory."""
     gc.collect()
     if device is not None and device.type == "cuda":
-        import torch
-
         torch.cuda.empty_cache()
 
 

@@ -1,91 +1,21 @@
-"""What a benchmark row records about where it ran: devices, environment, peak memory.
-
-Device strings are checked here without touching torch's device state: an unknown device is a
-usage error, a known one that this machine lacks (``cuda`` without a GPU) is *absent* and the
-harness skips it with a note.
+"""What a benchmark row records about where it ran: the environment, a device synchroniser
+and peak memory. (Device and precision spellings are :mod:`zoo.runtime.device`'s grammar, the
+same as the trainer's.)
 """
 
 from __future__ import annotations
 
 import os
 import platform
-import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from zoo.errors import UsageError
-
 if TYPE_CHECKING:
     import torch
 
-DEVICE_FORMS = "cpu, cuda, cuda:N, mps or auto"
-_DEVICE = re.compile(r"^(cpu|mps|auto|cuda(?::\d+)?)$")
-
-PRECISIONS = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-_PRECISION_ALIASES = {
-    "float32": "fp32",
-    "float": "fp32",
-    "bfloat16": "bf16",
-    "float16": "fp16",
-    "half": "fp16",
-}
-
-
-def parse_device(text: str) -> str:
-    """Canonical device (``cpu``, ``cuda``, ``cuda:1``, ``mps``, ``auto``), else a UsageError."""
-    value = text.strip().lower()
-    if not _DEVICE.match(value):
-        raise UsageError(f"unknown device {text!r}; use {DEVICE_FORMS}")
-    return value
-
-
-def resolve_auto(device: str) -> str:
-    """``auto`` -> the best device here (cuda > mps > cpu); anything else unchanged."""
-    if device != "auto":
-        return device
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-def absent_reason(device: str) -> str | None:
-    """Why a well-formed device cannot be used on this machine, or ``None`` when it can."""
-    from zoo.runtime.device import resolve_device
-
-    try:
-        resolve_device(device)
-    except UsageError as exc:
-        return str(exc)
-    return None
-
-
-def precision_reason(precision: str, device: str) -> str | None:
-    """Why ``precision`` cannot run on ``device`` (the trainer's rule: fp16 needs CUDA)."""
-    import torch
-
-    from zoo.runtime.device import resolve_precision
-
-    try:
-        resolve_precision(precision, torch.device(device))
-    except UsageError as exc:
-        return str(exc)
-    return None
-
-
-def parse_precision(text: str) -> str:
-    """``fp32`` / ``bf16`` / ``fp16`` (aliases such as ``bfloat16`` accepted) or a UsageError."""
-    value = text.strip().lower()
-    value = _PRECISION_ALIASES.get(value, value)
-    if value not in PRECISIONS:
-        raise UsageError(f"unknown precision {text!r}; use one of {', '.join(PRECISIONS)}")
-    return value
+__all__ = ["MemoryProbe", "environment", "synchronizer"]
 
 
 def synchronizer(device: torch.device) -> Callable[[], None]:

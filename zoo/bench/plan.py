@@ -17,76 +17,22 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from zoo import api
-from zoo.bench.combo import MODES, ROW_MARKER, Combo, Settings, empty_row, run_combo
-from zoo.bench.environment import (
-    absent_reason,
-    environment,
-    parse_device,
-    parse_precision,
-    precision_reason,
-    resolve_auto,
-)
+from zoo.bench.environment import environment
+from zoo.bench.report import BenchResult
+from zoo.bench.rows import MODES, ROW_MARKER, Combo, Settings, empty_row
 from zoo.errors import IncompatibleError, UsageError
 from zoo.registry.entries import normalize_name
 from zoo.registry.plugins import get_registry
+from zoo.runtime.device import best_device, parse_device, parse_precision, unavailable_reason
 from zoo.tasks import contracts as tasks
 
-SCHEMA = 1
+__all__ = ["BenchResult", "Grid", "Plan", "bench", "make_plan", "run_isolated"]
+
 _LISTERS = {"model": api.list_models, "dataset": api.list_datasets, "loss": api.list_losses}
 _PATTERN_CHARS = "*?["
-
-
-@dataclass
-class BenchResult:
-    """Rows, skipped combinations, the run's environment and the request that made them."""
-
-    rows: list[dict[str, Any]]
-    skipped: list[dict[str, Any]]
-    environment: dict[str, Any]
-    config: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def errors(self) -> list[dict[str, Any]]:
-        """Rows whose combination failed."""
-        return [r for r in self.rows if r.get("error")]
-
-    def to_dict(self) -> dict[str, Any]:
-        """The ``--json`` document: schema, environment, config, rows, skipped."""
-        return {
-            "schema": SCHEMA,
-            "environment": self.environment,
-            "config": self.config,
-            "rows": self.rows,
-            "skipped": self.skipped,
-        }
-
-    def table(self) -> str:
-        """An aligned text table, best value per column (within a mode and dataset) marked."""
-        from zoo.bench.report import format_result
-
-        return format_result(self)
-
-    def write_json(self, path: str | os.PathLike) -> Path:
-        """Write :meth:`to_dict` as JSON (atomic)."""
-        from zoo._util.atomic import write_json
-
-        return write_json(path, self.to_dict())
-
-    def write_csv(self, path: str | os.PathLike) -> Path:
-        """One CSV line per row (atomic)."""
-        from zoo.bench.report import write_csv
-
-        return write_csv(path, self.rows)
-
-    def plot(self, path: str | os.PathLike) -> Path:
-        """PNG: throughput per model and device; metric vs time for ``fit`` rows."""
-        from zoo.bench.report import write_plot
-
-        return write_plot(path, self.rows)
 
 
 @dataclass(frozen=True)
@@ -178,6 +124,8 @@ def _num_threads(threads: int | None) -> Iterator[None]:
 def _run_plan(
     plan: Plan, settings: Settings, isolate: bool, report: Callable[[str], Any]
 ) -> list[dict[str, Any]]:
+    from zoo.bench.combo import run_combo  # torch: imported once there is work to do
+
     for skip in plan.skipped:
         report(f"skipped {_skip_label(skip)}: {skip['reason']}")
     rows: list[dict[str, Any]] = []
@@ -243,7 +191,7 @@ def _validate(grid: Grid) -> dict[str, list[Any]]:
         raise UsageError("give at least one batch size")
     if not config["modes"]:
         raise UsageError(f"give at least one mode: {', '.join(MODES)}")
-    config["devices"] = _unique(resolve_auto(d) for d in config["devices"])
+    config["devices"] = _unique(best_device() if d == "auto" else d for d in config["devices"])
     return config
 
 
@@ -275,17 +223,20 @@ def _compatible(
 
 def _usable(devices: list[str], precisions: list[str], skips: _Skips) -> dict[str, list[str]]:
     """Device -> the precisions it runs, for the devices this machine has."""
+    from zoo.runtime.precision import Precision  # torch: the planner checks the machine
+
     runs_on: dict[str, list[str]] = {}
     for device in devices:
-        reason = absent_reason(device)
+        reason = unavailable_reason(device)
         if reason:
             skips.add(reason, device=device)
             continue
         runs_on[device] = []
         for precision in precisions:
-            reason = precision_reason(precision, device)
-            if reason:
-                skips.add(reason, device=device, precision=precision)
+            try:
+                Precision(precision, device)  # the trainer's rules: fp16 needs CUDA, ...
+            except UsageError as exc:
+                skips.add(str(exc), device=device, precision=precision)
             else:
                 runs_on[device].append(precision)
     return runs_on

@@ -1,4 +1,5 @@
-"""Benchmark output: the terminal table, CSV, the PNG plot, and comparing two JSON results."""
+"""Benchmark output: the result object, the terminal table, CSV, the PNG plot, and comparing
+two JSON results. Light at import (matplotlib is imported by the plot alone)."""
 
 from __future__ import annotations
 
@@ -7,20 +8,73 @@ import io
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from zoo._util.atomic import atomic_path, write_text
+from zoo._util.atomic import atomic_path, write_json, write_text
 from zoo._util.table import format_table
-from zoo.bench.combo import ROW_FIELDS
+from zoo.bench.rows import KEY_FIELDS, ROW_FIELDS, SCHEMA
 from zoo.errors import UsageError
 
-if TYPE_CHECKING:
-    from zoo.bench.plan import BenchResult
+__all__ = [
+    "BEST",
+    "COLUMNS",
+    "KEY_FIELDS",
+    "BenchResult",
+    "Column",
+    "Comparison",
+    "compare",
+    "format_comparison",
+    "format_result",
+    "format_rows",
+    "load_result",
+    "write_csv",
+    "write_plot",
+]
 
 BEST = "*"
-KEY_FIELDS = ("model", "dataset", "loss", "device", "batch_size", "precision", "mode")
+
+
+@dataclass
+class BenchResult:
+    """Rows, skipped combinations, the run's environment and the request that made them."""
+
+    rows: list[dict[str, Any]]
+    skipped: list[dict[str, Any]]
+    environment: dict[str, Any]
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        """Rows whose combination failed."""
+        return [r for r in self.rows if r.get("error")]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``--json`` document: schema, environment, config, rows, skipped."""
+        return {
+            "schema": SCHEMA,
+            "environment": self.environment,
+            "config": self.config,
+            "rows": self.rows,
+            "skipped": self.skipped,
+        }
+
+    def table(self) -> str:
+        """An aligned text table, best value per column (within a mode and dataset) marked."""
+        return format_result(self)
+
+    def write_json(self, path: str | os.PathLike) -> Path:
+        """Write :meth:`to_dict` as JSON (atomic)."""
+        return write_json(path, self.to_dict())
+
+    def write_csv(self, path: str | os.PathLike) -> Path:
+        """One CSV line per row (atomic)."""
+        return write_csv(path, self.rows)
+
+    def plot(self, path: str | os.PathLike) -> Path:
+        """PNG: throughput per model and device; metric vs time for ``fit`` rows."""
+        return write_plot(path, self.rows)
 
 
 # -- number formatting -----------------------------------------------------------------------
@@ -154,19 +208,11 @@ def format_rows(rows: Sequence[dict[str, Any]]) -> str:
         for j, col in enumerate(COLUMNS)
         if j < 7 or any(c[j].strip() for c in cells)  # drop columns empty in every row
     ]
-    headers = [COLUMNS[j].header for j in shown]
-    widths = [max([len(headers[k])] + [len(c[j]) for c in cells]) for k, j in enumerate(shown)]
-
-    def fmt_line(values: Sequence[str]) -> str:
-        parts = []
-        for k, j in enumerate(shown):
-            v = values[k]
-            parts.append(v.rjust(widths[k]) if COLUMNS[j].numeric else v.ljust(widths[k]))
-        return "  ".join(parts).rstrip()
-
-    out = [fmt_line(headers), fmt_line(["-" * w for w in widths])]
-    out.extend(fmt_line([c[j] for j in shown]) for c in cells)
-    return "\n".join(out)
+    return format_table(
+        [[c[j] for j in shown] for c in cells],
+        [COLUMNS[j].header for j in shown],
+        numeric=[COLUMNS[j].numeric for j in shown],
+    )
 
 
 def format_result(result: BenchResult) -> str:
@@ -200,7 +246,7 @@ def _label(row: dict[str, Any]) -> str:
 
 
 def write_csv(path: str | os.PathLike, rows: Sequence[dict[str, Any]]) -> Path:
-    """One line per row, columns in :data:`zoo.bench.combo.ROW_FIELDS` order (atomic write)."""
+    """One line per row, columns in :data:`zoo.bench.rows.ROW_FIELDS` order (atomic write)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=ROW_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -276,8 +322,6 @@ def _plot_fit_curves(ax: Any, rows: Sequence[dict[str, Any]]) -> None:
 
 def load_result(path: str | os.PathLike) -> dict[str, Any]:
     """Read a ``zoo bench --json`` file, checking its schema (one-line UsageError otherwise)."""
-    from zoo.bench.plan import SCHEMA
-
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+__all__ = ["NOISE_THRESHOLD", "Measurement", "measure", "quantile"]
+
 NOISE_THRESHOLD = 0.10  # IQR / median above this flags a measurement as noisy
 BLOCK_SECONDS = 0.01  # target block length (torch.utils.benchmark's blocks end up ~10 ms too)
 MIN_BLOCK_SECONDS = 1e-3

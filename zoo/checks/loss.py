@@ -20,6 +20,8 @@ from zoo.tasks import contracts as tasks
 if TYPE_CHECKING:
     import torch
 
+__all__ = ["check_loss"]
+
 
 def check_loss(loss: str | Entry, *, batch_size: int = 4, seed: int = 0) -> EntryReport:
     """For each task the loss serves: called on that task's model output (after what its
@@ -90,8 +92,8 @@ def _gradient(logits: torch.Tensor, out: torch.Tensor) -> None:
 
     if not out.requires_grad:
         raise Failed("expected the loss to carry gradients to the model output, found none")
-    out.backward()
-    if logits.grad is None:
+    (grad,) = torch.autograd.grad(out, logits, allow_unused=True)
+    if grad is None:
         raise Failed("expected a gradient on the model output, found none")
-    if not torch.isfinite(logits.grad).all():
+    if not torch.isfinite(grad).all():
         raise Failed("expected finite gradients on the model output, found NaN or inf")

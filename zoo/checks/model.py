@@ -5,8 +5,9 @@ synthetic inputs of that shape (no data is loaded):
 ``forward``             under ``eval()`` + ``inference_mode()``: a finite float Tensor of shape
                         ``(N, tasks.output_size(dataset))``
 ``eval-deterministic``  a second such pass gives bit-identical outputs
-``train-step``          in ``train()``: the same output shape, a finite task loss, and a finite
-                        gradient on every parameter that requires grad; then one SGD step
+``train-step``          zoo's own training step (:func:`zoo.runtime.step.train_step`) in
+                        ``train()``: the same output shape, a finite task loss, and a finite
+                        gradient on every parameter that requires grad; then one SGD update
 ``export-roundtrip``    ``zoo.export`` + ``zoo.load`` give back every state_dict tensor and the
                         outputs bit for bit
 """
@@ -26,6 +27,8 @@ from zoo.tasks import contracts as tasks
 
 if TYPE_CHECKING:
     import torch
+
+__all__ = ["PROBE_PLUGIN", "check_model", "probe_datasets", "probe_entry", "synthetic_batch"]
 
 PROBE_PLUGIN = "zoo.testing"  # the plugin name of synthetic probe datasets
 AFTER_FORWARD = ("eval-deterministic", "train-step", "export-roundtrip")
@@ -198,49 +201,87 @@ def _eval_again(model: Any, x: torch.Tensor, first: torch.Tensor) -> None:
         )
 
 
-def _task_loss(task: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    from torch.nn import functional as F
+def _task_loss(task: str) -> torch.nn.Module:
+    """The plain loss of a task on logits (what zoo uses when none is named)."""
+    from torch import nn
 
-    from zoo.tasks import metrics
-
-    out = metrics.align(task, out, y)
     if task == "multiclass":
-        return F.cross_entropy(out, y)
+        return nn.CrossEntropyLoss()
     if task == "binary":
-        return F.binary_cross_entropy_with_logits(out, y)
-    return F.mse_loss(out, y)
+        return nn.BCEWithLogitsLoss()
+    return nn.MSELoss()
+
+
+class _CheckedSGD:
+    """Plain SGD whose ``step`` first checks the gradients: a parameter that requires grad
+    and got none, or a non-finite gradient, fails the check before any weight changes.
+    (``torch.optim`` would import ``torch._dynamo`` on some torch versions: seconds.)"""
+
+    def __init__(self, params: list[tuple[str, torch.nn.Parameter]], lr: float = 1e-3):
+        self.params, self.lr = params, lr
+
+    def zero_grad(self) -> None:
+        for _, p in self.params:
+            p.grad = None
+
+    def step(self) -> None:
+        import torch
+
+        missing = [name for name, p in self.params if p.grad is None]
+        if missing:
+            more = f" (+{len(missing) - 5} more)" if len(missing) > 5 else ""
+            raise Failed(
+                f"expected a gradient for every parameter that requires grad, found none for "
+                f"{len(missing)} of {len(self.params)}: {', '.join(missing[:5])}{more}"
+            )
+        bad = [name for name, p in self.params if not torch.isfinite(p.grad).all()]
+        if bad:
+            raise Failed(f"expected finite gradients, found NaN or inf in {', '.join(bad[:5])}")
+        with torch.no_grad():
+            for _, p in self.params:
+                p.add_(p.grad, alpha=-self.lr)
 
 
 def _train_step(
     model: Any, x: torch.Tensor, y: torch.Tensor, task: str, expected: tuple[int, ...]
 ) -> None:
+    """One step of zoo's own training step (:func:`zoo.runtime.step.train_step`), checked at
+    each stage: the output's shape in ``train()``, a finite loss, a finite gradient on every
+    parameter that requires grad; then the SGD update."""
     import torch
+
+    from zoo.runtime.precision import Precision
+    from zoo.runtime.step import train_step
 
     params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     if not params:
         raise Failed("expected at least one parameter that requires grad, found none")
+    loss_fn = _task_loss(task)
+
+    def check_shape(module: Any, args: Any, out: Any) -> None:
+        if tuple(getattr(out, "shape", ())) != expected:
+            raise Failed(f"expected output shape {expected} in train(), found {shape_of(out)}")
+
+    def checked_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        loss = loss_fn(output, target)
+        if not torch.isfinite(loss):
+            raise Failed(f"expected a finite training loss, found {loss.item()}")
+        return loss
+
     model.train()
-    model.zero_grad(set_to_none=True)
-    out = model(x)
-    if tuple(getattr(out, "shape", ())) != expected:
-        raise Failed(f"expected output shape {expected} in train(), found {shape_of(out)}")
-    loss = _task_loss(task, out, y)
-    if not torch.isfinite(loss):
-        raise Failed(f"expected a finite training loss, found {loss.item()}")
-    loss.backward()
-    missing = [name for name, p in params if p.grad is None]
-    if missing:
-        more = f" (+{len(missing) - 5} more)" if len(missing) > 5 else ""
-        raise Failed(
-            f"expected a gradient for every parameter that requires grad, found none for "
-            f"{len(missing)} of {len(params)}: {', '.join(missing[:5])}{more}"
+    hook = model.register_forward_hook(check_shape)
+    try:
+        train_step(
+            model,
+            x,
+            y,
+            loss_fn=checked_loss,
+            optimizer=_CheckedSGD(params),
+            precision=Precision("fp32", x.device),
+            task=task,
         )
-    bad = [name for name, p in params if not torch.isfinite(p.grad).all()]
-    if bad:
-        raise Failed(f"expected finite gradients, found NaN or inf in {', '.join(bad[:5])}")
-    with torch.no_grad():  # a plain SGD step (torch.optim would import torch._dynamo: seconds)
-        for _, p in params:
-            p.add_(p.grad, alpha=-1e-3)
+    finally:
+        hook.remove()
 
 
 def _roundtrip(model: Any, x: torch.Tensor, path: Path) -> None:

@@ -3,7 +3,10 @@
 Each subcommand lives in its own module and is imported only when invoked, so ``zoo list``
 never pays for the trainer, the benchmark harness or torch. A :class:`~zoo.errors.ZooError`
 becomes one ``error: ...`` line on stderr (``ZOO_DEBUG=1`` shows the traceback) and its exit
-code: 2 for bad usage, 1 for a failed piece of work.
+code: 2 for bad usage, 1 for a failed piece of work. Diagnostics logged anywhere in zoo (the
+``zoo`` logger) reach stderr as one ``zoo: warning: ...`` line each, through the handler the
+group installs (:func:`zoo._util.log.install_stderr_handler`), never as a Python warning that
+shows zoo's own source line.
 """
 
 from __future__ import annotations
@@ -16,7 +19,10 @@ from typing import Any
 import click
 
 from zoo import __version__
+from zoo._util.log import install_stderr_handler
 from zoo.errors import ZooError
+
+__all__ = ["COMMANDS", "ZooGroup", "cli", "main"]
 
 # name -> ("module:attr", one-line summary shown by `zoo --help` without importing the module)
 COMMANDS = {
@@ -74,6 +80,7 @@ def _one_line(exc: BaseException) -> str:
 @click.version_option(__version__, prog_name="zoo")
 def cli() -> None:
     """zoo: register, train, benchmark, export and fetch PyTorch models."""
+    install_stderr_handler()  # one line per diagnostic, whatever the process did to logging
 
 
 def main() -> None:

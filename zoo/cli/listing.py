@@ -9,10 +9,15 @@ from typing import Any
 import click
 
 from zoo import api
+from zoo._util.log import get_logger
 from zoo.cli.output import echo_json, echo_table
 from zoo.errors import UsageError
 from zoo.registry.entries import PLURALS
 from zoo.registry.plugins import get_registry, plugin_records
+
+__all__ = ["LIST_KINDS", "info_cmd", "list_cmd", "plugins_cmd"]
+
+logger = get_logger(__name__)
 
 LIST_KINDS = {
     "models": "model",
@@ -67,9 +72,7 @@ def _kind_word(word: str) -> str | None:
 def _warn_failed_plugins() -> None:
     failed = get_registry().failed_plugins
     if failed:
-        click.echo(
-            f"warning: plugins failed to load: {', '.join(failed)} (see `zoo plugins`)", err=True
-        )
+        logger.warning("plugins failed to load: %s (see `zoo plugins`)", ", ".join(failed))
 
 
 def _rows(kind: str, pattern: str | None) -> list[dict[str, Any]]:

@@ -1,54 +1,29 @@
 """``zoo train``: a thin command over :class:`zoo.train.Trainer`.
 
-Settings come from, lowest first: the defaults, the resumed run's ``run.json``, a
-``--recipe`` file, and the flags given on the command line.
+Its setting options are generated from :class:`zoo.train.config.TrainConfig` (one per field:
+name, short option, type, default and help come from the field). The command parses them,
+hands the ones given to :func:`zoo.train.resume.resolve_config` (defaults, the resumed run's
+recorded settings, a ``--recipe``, then these flags), builds the trainer and prints the result.
 """
 
 from __future__ import annotations
 
 import json
-import os
-from datetime import datetime
-from pathlib import Path
+import types
+import typing
+from collections.abc import Callable
 from typing import Any
 
 import click
 from click.core import ParameterSource
 
 from zoo.errors import UsageError
-from zoo.train import rundir
+from zoo.train.config import TrainConfig
 
-# CLI parameter name -> Trainer keyword
-TRAINER_FLAGS = {
-    "model": "model",
-    "dataset": "dataset",
-    "loss": "loss",
-    "optimizer": "optimizer",
-    "lr": "lr",
-    "weight_decay": "weight_decay",
-    "momentum": "momentum",
-    "epochs": "epochs",
-    "batch_size": "batch_size",
-    "device": "device",
-    "precision": "precision",
-    "seed": "seed",
-    "shuffle": "shuffle",
-    "compile_": "compile",
-    "patience": "patience",
-    "monitor": "monitor",
-    "workers": "workers",
-    "quiet": "quiet",
-}
-KWARG_FLAGS = {
-    "model_arg": "model_kwargs",
-    "loss_arg": "loss_kwargs",
-    "dataset_arg": "dataset_kwargs",
-}
-RESUMABLE = (
-    "model", "dataset", "loss", "optimizer", "lr", "weight_decay", "momentum", "epochs",
-    "batch_size", "device", "precision", "seed", "shuffle", "compile", "patience", "monitor",
-    "model_kwargs", "loss_kwargs", "dataset_kwargs", "workers", "train_metrics",
-)  # fmt: skip
+__all__ = ["COMMAND_OPTIONS", "config_options", "echo_metrics", "parse_kwargs", "train_cmd"]
+
+# Options of the command that are no training setting: where the run goes and what prints.
+COMMAND_OPTIONS = ("out", "resume", "recipe", "as_json")
 
 
 def parse_kwargs(values: tuple[str, ...], flag: str) -> dict[str, Any]:
@@ -58,6 +33,10 @@ def parse_kwargs(values: tuple[str, ...], flag: str) -> dict[str, Any]:
     (a digit, or ``-``/``+``/``.`` and a digit), or is ``true``/``false``/``null`` - must
     parse (numbers such as ``.5`` or ``+1`` also parse as Python does); anything else is
     kept as a plain string (``act=relu``). Quote text that looks like JSON: ``name='"3x3"'``.
+
+    Args:
+        values: the ``KEY=VALUE`` items as given.
+        flag: the option they came from, for errors (``--model-arg``).
     """
     out: dict[str, Any] = {}
     for item in values:
@@ -94,6 +73,56 @@ def _kwarg_value(raw: str, flag: str, key: str) -> Any:
         ) from None
 
 
+# -- options generated from TrainConfig --------------------------------------------------------
+
+
+def _flag(name: str) -> str:
+    return TrainConfig.meta(name)["flag"] or "--" + name.replace("_", "-")
+
+
+def _option(name: str) -> Callable[[Any], Any]:
+    """The click option of one :class:`TrainConfig` field."""
+    meta, hint = TrainConfig.meta(name), TrainConfig.hints()[name]
+    default = TrainConfig.default(name)
+    flag = _flag(name)
+    decls = [flag, *([meta["short"]] if meta["short"] else []), name]
+    kwargs: dict[str, Any] = {"help": meta["help"]}
+    if meta["metavar"]:
+        kwargs["metavar"] = meta["metavar"]
+    kinds = {_origin(h) for h in _union(hint)} - {type(None)}
+    if dict in kinds:  # KEY=VALUE, given several times
+        kwargs.update(multiple=True, metavar=meta["metavar"] or "KEY=VALUE")
+    elif bool in kinds:
+        if default is True:
+            decls[0] = f"{flag}/--no-{flag.removeprefix('--')}"
+            kwargs.update(default=True, show_default=True)
+        else:
+            kwargs.update(is_flag=True, default=bool(default))
+    else:
+        (kind,) = kinds
+        kwargs["type"] = click.Path(file_okay=False) if meta["path"] else kind
+        if default is not None:
+            kwargs.update(default=default, show_default=True)
+    return click.option(*decls, **kwargs)
+
+
+def _origin(hint: Any) -> Any:
+    return typing.get_origin(hint) or hint  # dict[str, Any] -> dict
+
+
+def _union(hint: Any) -> tuple[Any, ...]:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return typing.get_args(hint)
+    return (hint,)
+
+
+def config_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate ``command`` with one option per :class:`TrainConfig` field, in field order."""
+    for name in reversed(TrainConfig.names()):
+        command = _option(name)(command)
+    return command
+
+
 def _given(ctx: click.Context, name: str) -> bool:
     return ctx.get_parameter_source(name) in (
         ParameterSource.COMMANDLINE,
@@ -101,35 +130,24 @@ def _given(ctx: click.Context, name: str) -> bool:
     )
 
 
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-." else "-" for c in name.split("/")[-1])
+def _overrides(ctx: click.Context, params: dict[str, Any]) -> dict[str, Any]:
+    """The settings given on the command line (``KEY=VALUE`` lists parsed)."""
+    out: dict[str, Any] = {}
+    for name in TrainConfig.names():
+        value = params[name]
+        if isinstance(value, tuple):
+            if value:
+                out[name] = parse_kwargs(value, _flag(name))
+        elif _given(ctx, name):
+            out[name] = value
+    return out
+
+
+# -- the command -------------------------------------------------------------------------------
 
 
 @click.command("train")
-@click.option("--model", "-m", help="Registered model name.")
-@click.option("--dataset", "-d", help="Registered dataset name.")
-@click.option("--loss", help="Loss name (default by task: mse, bce-with-logits, cross-entropy).")
-@click.option(
-    "--optimizer", default="adam", show_default=True, help="torch.optim name: sgd, adam, adamw, ..."
-)
-@click.option("--lr", type=float, default=1e-3, show_default=True, help="Learning rate.")
-@click.option("--weight-decay", type=float, default=0.0, show_default=True)
-@click.option("--momentum", type=float, default=0.0, show_default=True, help="For sgd/rmsprop.")
-@click.option("--epochs", type=int, default=10, show_default=True)
-@click.option("--batch-size", type=int, default=32, show_default=True, help="Per process.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-@click.option("--precision", default="fp32", show_default=True, help="fp32, bf16 or fp16 (CUDA).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--shuffle/--no-shuffle", default=True, show_default=True)
-@click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
-@click.option("--patience", type=int, help="Early stopping: epochs without improvement.")
-@click.option("--monitor", help="Metric for early stopping, e.g. loss, accuracy, train_loss.")
-@click.option("--model-arg", multiple=True, metavar="KEY=VALUE", help="Model kwarg (JSON value).")
-@click.option("--loss-arg", multiple=True, metavar="KEY=VALUE", help="Loss kwarg (JSON value).")
-@click.option(
-    "--dataset-arg", multiple=True, metavar="KEY=VALUE", help="Dataset kwarg (JSON value)."
-)
-@click.option("--workers", type=int, help="DataLoader workers (Dataset-backed data only).")
+@config_options
 @click.option(
     "--out",
     type=click.Path(file_okay=False),
@@ -139,63 +157,28 @@ def _slug(name: str) -> str:
     "--resume", type=click.Path(), help="Continue the run in DIR from its last checkpoint."
 )
 @click.option("--recipe", type=click.Path(dir_okay=False), help="TOML file with these settings.")
-@click.option(
-    "--data-dir", type=click.Path(file_okay=False), help="Root of local datasets (sets ZOO_DATA)."
-)
-@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
 def train_cmd(ctx: click.Context, **params: Any) -> None:
     """Train a model on a dataset with the canonical PyTorch loop; writes a run directory."""
-    from zoo.train.recipes import load_recipe
-    from zoo.train.rundir import find_run
+    from zoo.train.resume import resolve_config
+    from zoo.train.rundir import default_run_dir
     from zoo.train.trainer import Trainer
-    from zoo.weights.source import RUN_JSON, read_run_json
 
-    if params["data_dir"]:
-        os.environ["ZOO_DATA"] = str(Path(params["data_dir"]).expanduser())
-    settings: dict[str, Any] = {}
-    saved: dict[str, Any] = {}
-    resume = params["resume"]
-    if resume:
-        run_dir = find_run(resume)
-        if (run_dir / RUN_JSON).exists():
-            saved = read_run_json(run_dir).get("settings") or {}
-            settings.update({k: v for k, v in saved.items() if k in RESUMABLE})
-        if not params["data_dir"] and saved.get("data_dir"):
-            os.environ["ZOO_DATA"] = saved["data_dir"]  # the data the run was trained on
-    if params["recipe"]:
-        recipe, _ = load_recipe(params["recipe"])
-        settings.update(recipe)
-    for flag, key in TRAINER_FLAGS.items():
-        if _given(ctx, flag) or key not in settings:
-            settings[key] = params[flag]
-    for flag, key in KWARG_FLAGS.items():
-        given = parse_kwargs(params[flag], "--" + flag.replace("_", "-"))
-        if given:
-            settings[key] = {**settings.get(key, {}), **given}
-    if saved:
-        for key in ("model", "dataset", "loss"):
-            settings[key] = _resumed_name(key, settings.get(key), saved, _given(ctx, key))
-    model, dataset = settings.pop("model", None), settings.pop("dataset", None)
-    if not model or not dataset:
+    resume, recipe = params["resume"], params["recipe"]
+    config = resolve_config(
+        resume=resume, recipe=recipe, overrides=_overrides(ctx, params), given_as="flag"
+    )
+    if not config.model or not config.dataset:
         raise UsageError("zoo train needs --model and --dataset (or a --recipe naming them)")
-    out = params["out"]
-    if out is None:
-        if resume:
-            out = str(find_run(resume))
-        else:
-            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-            out = str(Path("runs") / f"{stamp}-{_slug(model)}-{_slug(dataset)}")
-    trainer = Trainer(model, dataset, out=out, resume=resume, **settings)
+    out = params["out"] or str(default_run_dir(config.model, config.dataset, resume))
+    trainer = Trainer.from_config(config, out=out, resume=resume, recipe=recipe)
     try:
         result = trainer.fit()
     except KeyboardInterrupt:
         _interrupted(ctx, trainer, out)
     if not trainer.dist.is_main:
         return  # under torchrun, rank 0 alone reports
-    if params["recipe"] and result.run_dir is not None:
-        rundir.keep_recipe(result.run_dir, params["recipe"])
     if params["as_json"]:
         from zoo.cli.output import echo_json
 
@@ -214,40 +197,13 @@ def train_cmd(ctx: click.Context, **params: Any) -> None:
         click.echo(f"run: {result.run_dir}")
 
 
-def _resumed_name(key: str, name: str | None, saved: dict[str, Any], given: bool) -> str | None:
-    """The name to build for a resumed run: its recorded ``plugin/name`` unless another was
-    asked for, which is refused for the model and dataset (the checkpoint is theirs)."""
-    from zoo.registry.entries import normalize_name
-
-    old, ref = saved.get(key), (saved.get("entries") or {}).get(key)
-    if not name or not old:
-        return name
-    plugin, _, bare = normalize_name(name).rpartition("/")
-    same = bare == normalize_name(old) and (not plugin or not ref or f"{plugin}/{bare}" == ref)
-    if not same:
-        if key == "loss":
-            return name  # a different loss is a legitimate change of settings
-        where = f"--{key} {name}" if given else f"the recipe's {key} {name!r}"
-        raise UsageError(f"{where} conflicts with the resumed run ({old})")
-    if ref and not plugin:
-        from zoo import api
-        from zoo.errors import UnknownNameError
-
-        try:
-            api.get_entry(key, ref)
-            return ref  # resolves even if another plugin now shares the bare name
-        except UnknownNameError:
-            return name
-    return name
-
-
 def _interrupted(ctx: click.Context, trainer: Any, out: str) -> None:
     """Ctrl-C: one line saying where the run stopped and how to continue it; exit 130."""
     import shlex
 
     from zoo.train.checkpoint import find_checkpoint
 
-    epoch = getattr(trainer, "current_epoch", None)
+    epoch = trainer.state.epoch
     where = f"at epoch {epoch}" if epoch else "during setup"
     try:
         find_checkpoint(out)

@@ -1,10 +1,12 @@
-"""The pretrained hub: registry indexes, the verified download cache, and publishing."""
+"""The pretrained hub: registry indexes, the verified download cache, and publishing.
 
+``entries`` validates what an index says, ``cache`` downloads and verifies files, ``index``
+searches the registries (listing, lookup, fetch by name), ``publish`` writes a local registry.
+"""
+
+from zoo.hub.entries import FileRef, PretrainedEntry, bundled_index
 from zoo.hub.index import (
-    FileRef,
-    PretrainedEntry,
     all_entries,
-    bundled_index,
     fetch,
     get_pretrained,
     list_pretrained,

@@ -19,16 +19,32 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zoo._util.log import get_logger, warn_once
 from zoo.errors import FetchError
+from zoo.hub.entries import local_path
 
 if TYPE_CHECKING:
-    from zoo.hub.index import FileRef, PretrainedEntry
+    from zoo.hub.entries import FileRef, PretrainedEntry
+
+__all__ = [
+    "CachedFile",
+    "blob_path",
+    "cache_dir",
+    "cached_files",
+    "clear_cache",
+    "fetch_entry",
+    "fetch_file",
+    "fetch_index",
+    "is_cached",
+    "is_offline",
+    "locked",
+    "verify_cache",
+]
 
 TIMEOUT = 30.0
 CHUNK = 1 << 20
@@ -54,18 +70,6 @@ def is_offline(offline: bool | None = None) -> bool:
     return os.environ.get("ZOO_OFFLINE", "") not in ("", "0", "false", "no")
 
 
-def local_path(loc: str) -> Path:
-    """A local path or ``file://`` URL as a :class:`~pathlib.Path` (other schemes are errors)."""
-    parts = urllib.parse.urlsplit(loc)
-    if parts.scheme == "file":
-        return Path(urllib.request.url2pathname(parts.path))
-    if parts.scheme and len(parts.scheme) > 1:
-        raise FetchError(
-            f"unsupported registry or file location {loc!r} (use a path, file:// or http(s)://)"
-        )
-    return Path(loc).expanduser()
-
-
 def fetch_index(url: str, offline: bool | None = None) -> bytes:
     """An ``http(s)://`` registry index, kept in the cache for offline use and outages."""
     copy = cache_dir() / "indexes" / (hashlib.sha256(url.encode()).hexdigest()[:32] + ".json")
@@ -78,7 +82,7 @@ def fetch_index(url: str, offline: bool | None = None) -> bytes:
             data = resp.read()
     except FetchError:
         if copy.is_file():
-            warnings.warn(f"registry {url} unreachable; using the cached index", stacklevel=3)
+            warn_once(get_logger(__name__), f"registry {url} unreachable; using the cached index")
             return copy.read_bytes()
         raise
     from zoo._util.atomic import write_bytes

@@ -12,8 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import FetchError, UsageError, ZooError
-from zoo.hub.cache import CHUNK, local_path, locked
-from zoo.hub.index import ENTRY_NAME, SCHEMA, PretrainedEntry, make_entry
+from zoo.hub.cache import CHUNK, locked
+from zoo.hub.entries import (
+    ENTRY_NAME,
+    SCHEMA,
+    PretrainedEntry,
+    local_path,
+    parse_index,
+    read_document,
+)
+
+__all__ = ["publish"]
 
 
 def publish(
@@ -103,12 +112,14 @@ def publish(
 
                     write_bytes(dest, recipe_src.read_bytes())
                 raw["recipe"] = f"recipes/{name}.toml"
-            entry = make_entry(raw, base=str(index_path), registry="", where=str(index_path))
             doc["entries"] = sorted(
                 [e for e in doc["entries"] if not (isinstance(e, dict) and e.get("name") == name)]
                 + [raw],
                 key=lambda e: str(e.get("name", "")) if isinstance(e, dict) else "",
             )
+            # the index as it will be written passes the same checks every reader makes
+            entries = parse_index(json.dumps(doc), str(index_path))
+            entry = next(e for e in entries if e.name == name)
             write_json(index_path, doc)
     except OSError as exc:
         where = exc.filename or root
@@ -143,14 +154,11 @@ def _run_of(source: str | os.PathLike) -> dict[str, Any]:
 
 
 def _read_index_doc(path: Path) -> dict[str, Any]:
+    """The registry's index document (a new, empty one when there is none yet)."""
     if not path.exists():
         return {"schema": SCHEMA, "entries": []}
     try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise FetchError(f"malformed registry index {path}: {exc}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("entries"), list):
-        raise FetchError(f"malformed registry index {path}: expected an object with entries")
-    if doc.get("schema") != SCHEMA:
-        raise FetchError(f"registry index {path} has schema {doc.get('schema')!r}, not {SCHEMA}")
-    return doc
+        data = path.read_bytes()
+    except OSError as exc:
+        raise FetchError(f"cannot read registry index {path}: {exc.strerror or exc}") from None
+    return read_document(data, str(path))

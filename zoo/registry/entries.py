@@ -8,8 +8,6 @@ with close-match suggestions. Nothing here imports torch or a plugin's target.
 
 from __future__ import annotations
 
-import difflib
-import fnmatch
 import functools
 import importlib
 import re
@@ -19,6 +17,8 @@ from types import MappingProxyType
 from typing import Any
 
 from zoo._util.jsonio import jsonable
+from zoo._util.names import filter_names, normalize_name
+from zoo._util.names import unknown_message as _unknown_message
 from zoo.errors import AmbiguousNameError, PluginError, UnknownNameError
 
 KINDS = ("model", "loss", "dataset")
@@ -29,11 +29,6 @@ EXPECTS = ("logits", "probabilities", "log-probabilities")
 
 _NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
-
-
-def normalize_name(name: str) -> str:
-    """Lower-case and map ``_`` to ``-`` so ``mobilenet_v3_small`` finds ``mobilenet-v3-small``."""
-    return name.strip().lower().replace("_", "-")
 
 
 @dataclass(frozen=True)
@@ -256,28 +251,11 @@ class Registry:
         candidates = [
             e.qualname if qualified else e.name for kind in kinds for e in self.entries(kind)
         ]
-        close = difflib.get_close_matches(normalize_name(name), set(candidates), n=3, cutoff=0.6)
         what = kinds[0] if len(kinds) == 1 else "name"
-        msg = f"unknown {what} {name!r}"
-        if close:
-            msg += f"; did you mean: {', '.join(close)}?"
-        else:
-            msg += f"; see `zoo list{' ' + PLURALS[kinds[0]] if len(kinds) == 1 else ''}`"
+        listing = f"zoo list{' ' + PLURALS[kinds[0]] if len(kinds) == 1 else ''}"
+        msg = _unknown_message(
+            what, name, candidates, otherwise=f"see `{listing}`", key=normalize_name(name)
+        )
         if self.failed_plugins:
             msg += f" (plugins failed to load: {', '.join(self.failed_plugins)}; see `zoo plugins`)"
         return msg
-
-
-def filter_names(names: list[str], pattern: str | list[str] | None) -> list[str]:
-    """Names matching any fnmatch pattern (``None``: all); bare patterns match ``plugin/name``."""
-    if pattern is None:
-        return list(names)
-    patterns = [pattern] if isinstance(pattern, str) else list(pattern)
-    patterns = [normalize_name(p) for p in patterns]
-    return [
-        n
-        for n in names
-        if any(
-            fnmatch.fnmatchcase(n, p) or fnmatch.fnmatchcase(n.split("/")[-1], p) for p in patterns
-        )
-    ]

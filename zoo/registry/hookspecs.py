@@ -3,11 +3,27 @@
 Every hook receives a ``register`` callback (the pattern of ``llm``): plugins call it once
 per entry. Registration only records a name and a lazy ``"module:attr"`` target, so listing
 never imports a plugin's models, and never imports torch.
+
+Plugins are validated against these specifications when they load (see
+:mod:`zoo.registry.plugins`): an implementation whose name no spec has (``register_model``), whose
+arguments are not the spec's (``reg`` instead of ``register``), or that is a ``hookwrapper``/
+``wrapper`` of a register hook fails its plugin, naming the hook and the argument. The list of
+register hooks and the kind each registers is derived from the ``register_<kinds>(register)``
+specs below. The specs carry no annotations: their signatures are what the plugin guide shows.
 """
 
 from __future__ import annotations
 
 import pluggy
+
+__all__ = [
+    "PROJECT",
+    "hookimpl",
+    "hookspec",
+    "register_datasets",
+    "register_losses",
+    "register_models",
+]
 
 PROJECT = "zoo"
 

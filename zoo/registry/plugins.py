@@ -1,8 +1,30 @@
-"""Entry-point plugin loading: guarded, filtered by environment, lazy and done once.
+"""Entry-point plugin loading through pluggy: guarded, filtered by environment, lazy, once.
 
-Each distribution's ``zoo`` entry points are loaded inside their own guard. A plugin that
-fails to import, raises in a hook, or registers something malformed contributes nothing and
-is recorded with its error (``zoo plugins`` shows it); every other plugin keeps working.
+Loading happens on first use (never at import of ``zoo``), once per process or per
+:func:`reset`, in this order:
+
+1. Every entry point of the group ``zoo`` gets a :class:`PluginRecord` (sorted by
+   distribution, then name).
+2. ``ZOO_DISABLE_PLUGINS`` names are blocked with pluggy's ``set_blocked`` before anything is
+   imported: a blocked entry point is recorded ``blocked`` and never imported.
+   ``ZOO_PLUGINS`` then selects among the third-party ones (the rest are ``skipped``).
+3. Each remaining entry point loads inside its own guard:
+
+   a. it is imported (``EntryPoint.load``);
+   b. ``PluginManager.register`` validates every implementation against the specs of
+      :mod:`zoo.registry.hookspecs`: an argument the spec does not have (``reg`` instead of
+      ``register``) or a wrapper that is not a generator is refused by pluggy;
+   c. hooks no spec declares (a misspelt ``register_model``) are found as pluggy's
+      ``check_pending`` finds them, with a close-match hint, and a ``hookwrapper=True`` or
+      ``wrapper=True`` implementation of a register hook is refused (a register hook is a
+      plain call);
+   d. each register hook is called for this plugin alone (``subset_hook_caller``), each call
+      in its own ``try``; every malformed ``register(...)`` call is recorded, not only the
+      first.
+
+   A plugin that fails any step is unregistered, contributes nothing, and its record says
+   ``failed`` with every error on one line (``zoo plugins`` shows it). Every other plugin keeps
+   working.
 
 Environment:
 
@@ -10,28 +32,78 @@ Environment:
   the first-party ones; set but empty loads first-party plugins only.
 - ``ZOO_DISABLE_PLUGINS=x,y``: block those before they are imported.
 - ``ZOO_STRICT_PLUGINS=1``: any plugin failure raises :class:`~zoo.errors.PluginError`.
-- ``ZOO_TRACE_PLUGINS=1``: print every hook call and what it registered to stderr.
+- ``ZOO_TRACE_PLUGINS=1``: log every hook call and what it registered at ``DEBUG`` on the
+  ``zoo.registry.plugins`` logger, which the variable enables while plugins load (lines
+  ``zoo: plugin NAME HOOK -> ENTRIES`` on stderr; see :mod:`zoo._util.log`).
 """
 
 from __future__ import annotations
 
+import difflib
+import inspect
+import logging
 import os
-import sys
+import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
+from types import MappingProxyType
 from typing import Any
 
 import pluggy
 
+from zoo._util.log import get_logger
 from zoo.errors import PluginError
 from zoo.registry import hookspecs
-from zoo.registry.entries import Entry, Registry, make_entry
+from zoo.registry.entries import KINDS, PLURALS, Entry, Registry, make_entry
+
+__all__ = [
+    "FIRST_PARTY_DIST",
+    "GROUP",
+    "HOOKS",
+    "PluginRecord",
+    "get_registry",
+    "plugin_records",
+    "reset",
+]
 
 GROUP = "zoo"
 FIRST_PARTY_DIST = "zoo"
-HOOKS = {"register_models": "model", "register_losses": "loss", "register_datasets": "dataset"}
+
+logger = get_logger(__name__)
+
+
+#: Every hook specification by name.
+_SPECS: dict[str, Callable[..., Any]] = {
+    name: fn
+    for name, fn in vars(hookspecs).items()
+    if callable(fn) and getattr(fn, f"{hookspecs.PROJECT}_spec", None) is not None
+}
+
+
+def _entry_hooks() -> dict[str, str]:
+    """``{hook name: entry kind}`` for every ``register_<kind plural>(register)`` spec.
+
+    Derived from :mod:`zoo.registry.hookspecs`, so adding a kind's spec there is all it takes;
+    ordered as :data:`~zoo.registry.entries.KINDS`.
+    """
+    by_plural = {plural: kind for kind, plural in PLURALS.items()}
+    hooks: dict[str, str] = {}
+    for name, fn in _SPECS.items():
+        arguments = list(inspect.signature(fn).parameters)
+        if not name.startswith("register_") or arguments != ["register"]:
+            continue  # not an entry hook (e.g. a training event)
+        plural = name.removeprefix("register_")
+        if plural not in by_plural:
+            raise TypeError(f"hookspec {name}(register): {plural!r} is not a kind of entry")
+        hooks[name] = by_plural[plural]
+    return dict(sorted(hooks.items(), key=lambda item: KINDS.index(item[1])))
+
+
+#: Register hooks and the kind of entry each registers, from the hook specifications.
+HOOKS: MappingProxyType[str, str] = MappingProxyType(_entry_hooks())
 
 
 @dataclass
@@ -49,9 +121,11 @@ class PluginRecord:
 
     @property
     def first_party(self) -> bool:
+        """Whether the plugin ships with zoo itself."""
         return self.dist == FIRST_PARTY_DIST
 
     def to_dict(self) -> dict[str, Any]:
+        """The record as ``zoo plugins --json`` prints it."""
         return {
             "name": self.name,
             "kind": "plugin",
@@ -70,6 +144,7 @@ class PluginRecord:
 class _State:
     registry: Registry
     records: list[PluginRecord]
+    manager: pluggy.PluginManager
 
 
 _state: _State | None = None
@@ -77,7 +152,11 @@ _lock = threading.Lock()
 
 
 def get_registry() -> Registry:
-    """The registry of every loaded plugin's entries (plugins load on first call)."""
+    """The registry of every loaded plugin's entries (plugins load on first call).
+
+    Raises:
+        PluginError: a plugin failed under ``ZOO_STRICT_PLUGINS=1``.
+    """
     return _load().registry
 
 
@@ -108,44 +187,83 @@ def _env_set(name: str) -> set[str] | None:
     return {part.strip().lower() for part in raw.split(",") if part.strip()}
 
 
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "") not in ("", "0")
+
+
+class _Failed(Exception):
+    """A plugin failed; ``errors`` are its reasons, each one line."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("; ".join(errors))
+        self.errors = errors
+
+
 def _discover() -> _State:
     only = _env_set("ZOO_PLUGINS")
     disabled = _env_set("ZOO_DISABLE_PLUGINS") or set()
-    strict = os.environ.get("ZOO_STRICT_PLUGINS", "") not in ("", "0")
-    trace = os.environ.get("ZOO_TRACE_PLUGINS", "") not in ("", "0")
+    strict = _env_flag("ZOO_STRICT_PLUGINS")
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
+    for name in sorted(disabled):
+        pm.set_blocked(name)
 
     records: list[PluginRecord] = []
     entries: list[Entry] = []
-    for ep in sorted(
-        entry_points(group=GROUP), key=lambda e: (e.dist.name if e.dist else "", e.name)
-    ):
-        record = _record_for(ep)
-        records.append(record)
-        names = {record.name.lower(), record.dist.lower()}
-        if names & disabled:
-            record.status = "blocked"
-            continue
-        if only is not None and not record.first_party and not names & only:
-            record.status = "skipped"
-            continue
-        try:
-            entries.extend(_load_one(pm, ep, record, trace))
-        except Exception as exc:  # a plugin's failure is recorded, never fatal
-            record.status = "failed"
-            record.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            if strict:
-                raise PluginError(
-                    f"plugin {record.name!r} ({record.dist}): {record.error}"
-                ) from exc
-    known = {n for r in records for n in (r.name.lower(), r.dist.lower())}
+    with _tracing(_env_flag("ZOO_TRACE_PLUGINS")):
+        for ep in sorted(
+            entry_points(group=GROUP), key=lambda e: (e.dist.name if e.dist else "", e.name)
+        ):
+            record = _record_for(ep)
+            records.append(record)
+            names = {record.name, record.dist.lower()}
+            if any(pm.is_blocked(n) for n in names):
+                record.status = "blocked"
+                logger.debug("plugin %s blocked by ZOO_DISABLE_PLUGINS", record.name)
+                continue
+            if only is not None and not record.first_party and not names & only:
+                record.status = "skipped"
+                logger.debug("plugin %s skipped: not in ZOO_PLUGINS", record.name)
+                continue
+            try:
+                entries.extend(_load_one(pm, ep, record))
+            except Exception as exc:  # a plugin's failure is recorded, never fatal
+                record.status = "failed"
+                record.error = _one_line(exc)
+                logger.debug("plugin %s failed: %s", record.name, record.error)
+                if strict:
+                    raise PluginError(
+                        f"plugin {record.name!r} ({record.dist}): {record.error}"
+                    ) from exc
+    known = {n for r in records for n in (r.name, r.dist.lower())}
     for var, names in (("ZOO_PLUGINS", only or set()), ("ZOO_DISABLE_PLUGINS", disabled)):
         if names - known:
             unknown = ", ".join(sorted(names - known))
-            print(f"zoo: warning: {var} names no installed plugin: {unknown}", file=sys.stderr)
+            logger.warning("%s names no installed plugin: %s", var, unknown)
     failed = [r.name for r in records if r.status == "failed"]
-    return _State(Registry(entries, failed_plugins=failed), records)
+    return _State(Registry(entries, failed_plugins=failed), records, pm)
+
+
+@contextmanager
+def _tracing(enabled: bool) -> Iterator[None]:
+    """``ZOO_TRACE_PLUGINS=1``: this module's debug records are shown while plugins load."""
+    if not enabled:
+        yield
+        return
+    before = logger.level
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
+
+
+def _one_line(exc: BaseException) -> str:
+    """``Type: message`` on one line (a plugin's failure as ``zoo plugins`` shows it)."""
+    if isinstance(exc, _Failed):
+        return str(exc)
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {'; '.join(lines)}" if lines else type(exc).__name__
 
 
 def _record_for(ep: EntryPoint) -> PluginRecord:
@@ -154,38 +272,89 @@ def _record_for(ep: EntryPoint) -> PluginRecord:
     return PluginRecord(name=ep.name.lower(), dist=dist, version=version, value=ep.value)
 
 
-def _load_one(
-    pm: pluggy.PluginManager, ep: EntryPoint, record: PluginRecord, trace: bool
-) -> list[Entry]:
+def _load_one(pm: pluggy.PluginManager, ep: EntryPoint, record: PluginRecord) -> list[Entry]:
     """Import one entry point, register it with pluggy and call its hooks; all or nothing."""
     plugin = ep.load()
     if pm.is_registered(plugin):
         raise PluginError(f"already registered by plugin {pm.get_name(plugin)!r}")
-    pm.register(plugin, name=record.name)
+    if pm.has_plugin(record.name):
+        raise PluginError(f"another distribution's plugin is already named {record.name!r}")
     try:
-        return _call_hooks(pm, plugin, record, trace)
-    except Exception:
-        pm.unregister(plugin)
+        pm.register(plugin, name=record.name)
+    except pluggy.PluginValidationError as exc:  # an argument the spec lacks, a bad wrapper
+        raise _Failed([_one_line(exc) + _spec_of(str(exc))]) from exc
+    try:
+        _validate(pm, plugin)
+        return _call_hooks(pm, plugin, record)
+    except BaseException:
+        pm.unregister(plugin, name=record.name)
         raise
 
 
-def _call_hooks(
-    pm: pluggy.PluginManager, plugin: object, record: PluginRecord, trace: bool
-) -> list[Entry]:
+def _validate(pm: pluggy.PluginManager, plugin: object) -> None:
+    """What ``register`` leaves to ``check_pending``, for this plugin: hooks without a spec
+    (optional ones aside). And register hooks must be plain calls, not wrappers."""
+    errors: list[str] = []
+    try:
+        pm.check_pending()  # every plugin registered before this one passed it
+    except pluggy.PluginValidationError as exc:
+        unknown = re.search(r"unknown hook '(\w+)'", str(exc))
+        errors.append(_one_line(exc) + _close_match(unknown.group(1) if unknown else ""))
+        for hook in pm.get_hookcallers(plugin) or ():
+            impls = [i for i in hook.get_hookimpls() if i.plugin is plugin]
+            if (
+                not hook.has_spec()
+                and any(not i.optionalhook for i in impls)
+                and f"hook {hook.name!r}" not in errors[0]
+            ):
+                errors.append(f"unknown hook {hook.name!r}{_close_match(hook.name)}")
+    for hook_name in HOOKS:
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+            if impl.plugin is plugin and (impl.hookwrapper or impl.wrapper):
+                option = "hookwrapper=True" if impl.hookwrapper else "wrapper=True"
+                errors.append(
+                    f"PluginValidationError: hook {hook_name!r}: implemented with {option}; "
+                    f"a register hook is a plain function: "
+                    f"@{hookspecs.PROJECT}.hookimpl def {hook_name}(register)"
+                )
+    if errors:
+        raise _Failed(errors)
+
+
+def _close_match(name: str) -> str:
+    """`` (did you mean 'register_models'?)`` for a hook name close to a spec's, else ``""``."""
+    close = difflib.get_close_matches(name, _SPECS, n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _spec_of(message: str) -> str:
+    """`` (the spec: register_models(register))`` for the hook a pluggy message names."""
+    found = re.search(r"hook '(\w+)'", message)
+    spec = _SPECS.get(found.group(1)) if found else None
+    return f" (the spec: {found.group(1)}{inspect.signature(spec)})" if spec else ""
+
+
+def _call_hooks(pm: pluggy.PluginManager, plugin: object, record: PluginRecord) -> list[Entry]:
+    """Call each register hook of ``plugin`` alone, collecting every error before failing."""
+    others = [p for p in pm.get_plugins() if p is not plugin]
     found: list[Entry] = []
-    problems: list[str] = []
+    errors: list[str] = []
     for hook_name, kind in HOOKS.items():
-        impls = [i for i in getattr(pm.hook, hook_name).get_hookimpls() if i.plugin is plugin]
-        for impl in impls:
-            record.hooks.append(hook_name)
-            before = len(found)
-            args = {"register": _registrar(kind, record, found, problems)}
-            impl.function(*[args[a] for a in impl.argnames])
-            if trace:
-                added = ", ".join(e.name for e in found[before:]) or "nothing"
-                print(f"zoo: plugin {record.name} {hook_name} -> {added}", file=sys.stderr)
-            if problems:
-                raise PluginError(f"{hook_name}: {problems[0]}")
+        caller = pm.subset_hook_caller(hook_name, remove_plugins=others)
+        if not any(i.plugin is plugin for i in caller.get_hookimpls()):
+            continue
+        record.hooks.append(hook_name)
+        before = len(found)
+        problems: list[str] = []
+        try:
+            caller(register=_registrar(kind, record, found, problems))
+        except Exception as exc:
+            problems.append(_one_line(exc))
+        errors += [f"{hook_name}: {p}" for p in problems]
+        added = ", ".join(e.name for e in found[before:]) or "nothing"
+        logger.debug("plugin %s %s -> %s", record.name, hook_name, added)
+    if errors:
+        raise _Failed(errors)
     for entry in found:
         record.entries[entry.kind] = record.entries.get(entry.kind, 0) + 1
     return found
@@ -196,10 +365,21 @@ def _registrar(
 ) -> Callable[..., None]:
     """The ``register(name, target, **meta)`` callback handed to one plugin's hook.
 
-    A malformed registration is recorded rather than raised, so a plugin cannot swallow it.
+    A malformed registration is recorded rather than raised, so a plugin cannot swallow it,
+    and the hook goes on: every malformed call is reported.
     """
+    seen = {e.name for e in found if e.kind == kind}
 
-    def register(name: Any, target: Any, **meta: Any) -> None:
+    def register(*args: Any, **meta: Any) -> None:
+        for i, key in enumerate(("name", "target")):
+            if len(args) <= i and key in meta:
+                args = (*args, meta.pop(key))
+        if len(args) != 2:
+            problems.append(
+                f"register(name, target, **meta) takes 2 positional arguments, got {len(args)}"
+            )
+            return
+        name, target = args
         try:
             entry = make_entry(
                 kind,
@@ -212,7 +392,11 @@ def _registrar(
             )
         except ValueError as exc:
             problems.append(str(exc))
-        else:
-            found.append(entry)
+            return
+        if entry.name in seen:
+            problems.append(f"{kind} {entry.name!r} registered twice")
+            return
+        seen.add(entry.name)
+        found.append(entry)
 
     return register

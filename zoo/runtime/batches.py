@@ -14,14 +14,23 @@ the last, short batch is empty gets an empty batch).
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
 
 from zoo.errors import UsageError
 
-if TYPE_CHECKING:
-    import torch
-    from torch.utils.data import Dataset
+__all__ = [
+    "LoaderBatches",
+    "ShardedBatchSampler",
+    "TensorBatches",
+    "default_workers",
+    "make_batches",
+    "shard_bounds",
+]
 
 
 def shard_bounds(n: int, batch_size: int, rank: int = 0, world: int = 1) -> list[tuple[int, int]]:
@@ -74,8 +83,6 @@ class TensorBatches:
         return len(self._bounds)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        import torch
-
         X, y = self.X, self.y
         order = None
         if self.shuffle:
@@ -112,8 +119,6 @@ class ShardedBatchSampler:
         return len(self._bounds)
 
     def __iter__(self) -> Iterator[list[int]]:
-        import torch
-
         if self.shuffle:
             order = torch.randperm(self.n, generator=self.generator).tolist()
         else:
@@ -137,9 +142,6 @@ class LoaderBatches:
         world: int = 1,
         workers: int | None = None,
     ):
-        import torch
-        from torch.utils.data import DataLoader
-
         self.device = device
         self.num_samples = len(dataset)  # type: ignore[arg-type]
         self.global_batch_size = batch_size * world
@@ -183,8 +185,6 @@ def _pair(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
 
 def default_workers(device: torch.device) -> int:
     """DataLoader workers: none on CPU (they would compete with the model), a few on GPUs."""
-    import os
-
     if device.type != "cuda":
         return 0
     return min(4, os.cpu_count() or 1)
@@ -201,9 +201,11 @@ def make_batches(
     world: int = 1,
     workers: int | None = None,
 ) -> TensorBatches | LoaderBatches:
-    """Batches for ``(X, y)`` tensors (slicing) or a ``Dataset`` (``DataLoader``)."""
-    import torch
+    """Batches for ``(X, y)`` tensors (slicing) or a ``Dataset`` (``DataLoader``).
 
+    ``rank``/``world`` shard every global batch (see the module docstring); ``generator``
+    drives the shuffle; ``workers`` are the ``DataLoader``'s (default :func:`default_workers`).
+    """
     placement = dict(device=device, shuffle=shuffle, generator=generator, rank=rank, world=world)
     if (
         isinstance(data, tuple | list)

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    import torch
+import torch
+import torch.distributed as dist
+
+__all__ = ["DistInfo", "all_min", "all_sum", "barrier", "env_world", "setup", "teardown"]
 
 
 @dataclass(frozen=True)
 class DistInfo:
+    """This process's place in the run: rank, world size, local rank, backend."""
+
     rank: int = 0
     world: int = 1
     local_rank: int = 0
@@ -25,10 +28,12 @@ class DistInfo:
 
     @property
     def enabled(self) -> bool:
+        """More than one process: collectives and DDP are on."""
         return self.world > 1
 
     @property
     def is_main(self) -> bool:
+        """Rank 0: the process that writes files and prints progress."""
         return self.rank == 0
 
 
@@ -43,8 +48,6 @@ def env_world() -> tuple[int, int, int]:
 
 def setup(device: torch.device) -> DistInfo:
     """Join (or reuse) the process group when launched with more than one process."""
-    import torch.distributed as dist
-
     rank, world, local_rank = env_world()
     if world <= 1:
         return DistInfo()
@@ -56,31 +59,26 @@ def setup(device: torch.device) -> DistInfo:
 
 
 def teardown(info: DistInfo) -> None:
-    import torch.distributed as dist
-
+    """Leave the process group, if :func:`setup` created it."""
     if info.owned and dist.is_initialized():
         dist.destroy_process_group()
 
 
 def all_sum(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    """Sum a tensor over ranks (a no-op in one process)."""
+    """Sum a tensor over ranks, in place (a no-op in one process)."""
     if info.enabled:
-        import torch.distributed as dist
-
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
 
 
 def all_min(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """The minimum of a tensor over ranks, in place (a no-op in one process)."""
     if info.enabled:
-        import torch.distributed as dist
-
         dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
     return tensor
 
 
 def barrier(info: DistInfo) -> None:
+    """Wait for every rank (a no-op in one process)."""
     if info.enabled:
-        import torch.distributed as dist
-
         dist.barrier()

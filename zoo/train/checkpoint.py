@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from zoo._util.atomic import write_json
 from zoo.errors import UsageError, ZooError
+from zoo.weights.files import split_shared
 
 if TYPE_CHECKING:
     import torch
@@ -83,34 +84,6 @@ def decode(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
     if isinstance(obj, list):
         return [decode(v, tensors) for v in obj]
     return obj
-
-
-def split_shared(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors safetensors can store (tied ones once) and ``{alias: stored key}`` for the rest."""
-    unique: dict[str, torch.Tensor] = {}
-    aliases: dict[str, str] = {}
-    seen: dict[tuple, str] = {}
-    storages: set[int] = set()
-    for key, tensor in state.items():
-        t = tensor.detach()
-        ident = (
-            t.untyped_storage().data_ptr(),
-            t.storage_offset(),
-            tuple(t.shape),
-            t.stride(),
-            t.dtype,
-        )
-        if t.numel() and ident in seen:
-            aliases[key] = seen[ident]
-            continue
-        ptr = t.untyped_storage().data_ptr()
-        if t.device.type != "cpu" or not t.is_contiguous() or (t.numel() and ptr in storages):
-            t = t.to("cpu", copy=True).contiguous()
-        if t.numel():
-            seen[ident] = key
-            storages.add(ptr)
-        unique[key] = t
-    return unique, aliases
 
 
 # -- RNG state -------------------------------------------------------------------------------

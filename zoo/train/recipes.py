@@ -16,10 +16,11 @@ hidden = 16
 accuracy = 0.95
 ```
 
-Keys may be written with ``-`` or ``_`` (``batch-size`` = ``batch_size``). Settings may also sit
-in a ``[train]`` table. Informational keys (``name``, ``description``, ``expect``, ...) are
-returned separately and never change training. Flags given on the command line override the
-recipe.
+The settings are the fields of :class:`zoo.train.config.TrainConfig`, with the types its
+annotations give. Keys may be written with ``-`` or ``_`` (``batch-size`` = ``batch_size``;
+``model_args`` = ``model_kwargs``). Settings may also sit in a ``[train]`` table. Informational
+keys (``name``, ``description``, ``expect``, ...) are returned separately and never change
+training. Flags given on the command line override the recipe.
 """
 
 from __future__ import annotations
@@ -30,32 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import UsageError
+from zoo.train.config import TrainConfig
 
-# Trainer keyword arguments a recipe may set, with the type each must have.
-SETTINGS: dict[str, tuple[type, ...]] = {
-    "model": (str,),
-    "dataset": (str,),
-    "loss": (str,),
-    "optimizer": (str,),
-    "lr": (int, float),
-    "weight_decay": (int, float),
-    "momentum": (int, float),
-    "epochs": (int,),
-    "batch_size": (int,),
-    "device": (str,),
-    "precision": (str,),
-    "seed": (int,),
-    "shuffle": (bool,),
-    "compile": (bool, str),
-    "patience": (int,),
-    "monitor": (str,),
-    "model_kwargs": (dict,),
-    "loss_kwargs": (dict,),
-    "dataset_kwargs": (dict,),
-    "workers": (int,),
-    "train_metrics": (bool,),
-    "quiet": (bool,),
-}
+__all__ = ["ALIASES", "INFO_KEYS", "load_recipe", "parse_recipe"]
+
 INFO_KEYS = (
     "name",
     "tag",
@@ -82,38 +61,41 @@ def _key(key: str) -> str:
 def parse_recipe(
     data: dict[str, Any], source: str = "recipe"
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(trainer settings, informational fields)`` from a parsed TOML document."""
+    """Split a parsed TOML document into settings and informational fields.
+
+    Args:
+        data: the document (``tomllib.loads``).
+        source: what to name in errors (the file).
+
+    Returns:
+        ``(settings, info)``: the :class:`TrainConfig` fields the recipe sets (checked against
+        their annotations; an int for a float becomes a float) and its informational keys.
+    """
     body = dict(data)
     table = body.pop("train", None)
     if table is not None:
         if not isinstance(table, dict):
             raise UsageError(f"{source}: [train] must be a table")
         body.update(table)
+    names = TrainConfig.names()
     settings: dict[str, Any] = {}
     info: dict[str, Any] = {}
     for raw, value in body.items():
         key = _key(raw)
         if key in INFO_KEYS:
             info[key] = value
-            continue
-        if key not in SETTINGS:
+        elif key in names:
+            settings[key] = TrainConfig.check(key, value, source, raw)
+        else:
             raise UsageError(
-                f"{source}: unknown setting {raw!r}; recipes take {', '.join(SETTINGS)} "
+                f"{source}: unknown setting {raw!r}; recipes take {', '.join(names)} "
                 f"(and informational {', '.join(INFO_KEYS)})"
             )
-        types = SETTINGS[key]
-        ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
-        if not ok:
-            want = " or ".join(t.__name__ for t in types)
-            raise UsageError(
-                f"{source}: {raw} must be {want}, got {type(value).__name__} {value!r}"
-            )
-        settings[key] = float(value) if types == (int, float) else value
     return settings, info
 
 
 def load_recipe(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Read a recipe file: ``(trainer settings, informational fields)``."""
+    """Read a recipe file: ``(settings, informational fields)`` as :func:`parse_recipe` gives."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -124,16 +106,3 @@ def load_recipe(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"recipe {path} is not valid TOML: {exc}") from None
     return parse_recipe(data, str(path))
-
-
-def trainer_from_recipe(path: str | os.PathLike, **overrides: Any):
-    """A :class:`zoo.train.Trainer` built from a recipe, ``overrides`` winning."""
-    from zoo.train.trainer import Trainer
-
-    settings, _ = load_recipe(path)
-    settings.update(overrides)
-    for required in ("model", "dataset"):
-        if required not in settings:
-            raise UsageError(f"recipe {path} does not name a {required}")
-    model, dataset = settings.pop("model"), settings.pop("dataset")
-    return Trainer(model, dataset, **settings)

@@ -1,5 +1,7 @@
-"""The files of a run directory: ``run.json``, ``metrics.csv`` and ``loss_curves.png``, and
-what a :class:`~zoo.train.Trainer` records in them (:func:`run_info`, :func:`write_outputs`).
+"""The files of a run directory: ``run.json``, ``metrics.csv``, ``loss_curves.png`` and the kept
+recipe, and what a :class:`~zoo.train.Trainer` records in them (:func:`run_info`,
+:func:`write_outputs`), from its public record: its settings, :class:`~zoo.train.config.TrainState`
+and what it built.
 
 Every file is written atomically. matplotlib is imported only to draw the curves (Agg backend).
 """
@@ -11,22 +13,41 @@ import io
 import os
 import platform
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from zoo._util.atomic import atomic_path, write_json, write_text
 from zoo._util.jsonio import jsonable
-from zoo.weights.source import RECIPE, RUN_JSON, WEIGHTS
+from zoo.errors import UsageError
+from zoo.train.config import TrainConfig
+from zoo.weights.source import RECIPE, RUN_JSON, WEIGHTS, read_run_json
 
-if TYPE_CHECKING:
-    from zoo.train.trainer import Trainer
+__all__ = [
+    "CURVES",
+    "METRICS_CSV",
+    "WEIGHTS",
+    "curves_figure",
+    "default_run_dir",
+    "find_run",
+    "keep_recipe",
+    "plot_curves",
+    "recorded_settings",
+    "run_info",
+    "versions",
+    "write_metrics_csv",
+    "write_outputs",
+    "write_run_json",
+]
 
 METRICS_CSV = "metrics.csv"
 CURVES = "loss_curves.png"
 
 
 def versions(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """Versions that decide a run's numbers: Python, zoo, torch, numpy and the plugins used."""
+    """Versions that decide a run's numbers: Python, zoo, torch, numpy and the plugins used
+    (``extra``, e.g. ``{"model:mlp": "zoo 0.1 (workflow)"}``)."""
     import numpy
     import torch
 
@@ -45,24 +66,57 @@ def versions(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def keep_recipe(run_dir: str | os.PathLike, recipe: str | os.PathLike) -> Path:
-    """Copy the recipe a run was trained from into it (``zoo publish`` ships it along)."""
+    """Copy the recipe a run was trained from into it (``zoo publish`` ships it along).
+
+    Returns:
+        The copy's path.
+    """
     return write_text(Path(run_dir) / RECIPE, Path(recipe).read_text(encoding="utf-8"))
 
 
 def write_run_json(run_dir: str | os.PathLike, data: dict[str, Any]) -> Path:
+    """Write ``run.json`` (atomically) into ``run_dir``; returns its path."""
     return write_json(Path(run_dir) / RUN_JSON, data)
 
 
 def find_run(path: str | os.PathLike) -> Path:
     """The run directory ``--resume`` names (the run, or its ``checkpoint/``), or a clear error."""
-    from zoo.errors import UsageError
-
     path = Path(path)
     if path.name == "checkpoint" and not (path / RUN_JSON).exists():
         path = path.parent
     if not path.is_dir() or not ((path / RUN_JSON).is_file() or (path / "checkpoint").is_dir()):
         raise UsageError(f"no run to resume in {path} (no {RUN_JSON} or checkpoint/)")
     return path
+
+
+def recorded_settings(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The ``settings`` a run's ``run.json`` recorded (``{}`` when it has none).
+
+    A value of the wrong type for its :class:`TrainConfig` field is a one-line error naming the
+    file; keys that are no field (``task``, ``entries``, newer settings) are returned as they are.
+    """
+    path = Path(run_dir)
+    if not (path / RUN_JSON).is_file():
+        return {}
+    settings = read_run_json(path).get("settings") or {}
+    if not isinstance(settings, dict):
+        raise UsageError(f"{path / RUN_JSON}: settings is not a JSON object")
+    names = TrainConfig.names()
+    where = f"{path / RUN_JSON} settings"
+    return {k: TrainConfig.check(k, v, where) if k in names else v for k, v in settings.items()}
+
+
+def default_run_dir(model: str, dataset: str, resume: str | os.PathLike | None = None) -> Path:
+    """Where a run goes when no ``--out`` is given: the resumed run's own directory, else
+    ``runs/<time>-<model>-<dataset>``."""
+    if resume is not None:
+        return find_run(resume)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{stamp}-{_slug(model)}-{_slug(dataset)}"
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-." else "-" for c in name.split("/")[-1])
 
 
 def write_metrics_csv(run_dir: str | os.PathLike, history: list[dict[str, Any]]) -> Path:
@@ -131,47 +185,62 @@ def curves_figure(history: list[dict[str, Any]], metric: str) -> Any:
 
 
 def command_line() -> list[str]:
+    """The command that started this process (``sys.argv``), for ``run.json``."""
     return list(sys.argv)
 
 
-def run_info(trainer: Trainer, status: str, started: str, t_start: float) -> dict[str, Any]:
-    """What ``run.json`` records of ``trainer``'s run: settings, model, data, device, timings."""
-    import time
-    from datetime import UTC, datetime
+def run_info(trainer: Any, status: str, started: str, t_start: float) -> dict[str, Any]:
+    """What ``run.json`` records of a trainer's run: settings, model, data, device, timings.
 
+    Args:
+        trainer: a set-up :class:`~zoo.train.Trainer` (read through its public attributes:
+            ``settings()``, ``state``, the model, batches, optimizer and device it built).
+        status: ``running``, ``finished``, ``stopped_early``, ``diverged``, ``failed`` or
+            ``interrupted``.
+        started: when this ``fit`` started (ISO 8601).
+        t_start: ``time.perf_counter()`` at that moment.
+    """
     import torch
 
     from zoo.runtime.device import device_name
 
+    state = trainer.state
+    history = state.history
+    settings = trainer.settings()
     spec = getattr(trainer.model, "zoo_spec", None)
     plugins = {}
     for entry in (trainer.model_entry, trainer.dataset_entry, trainer.loss_entry):
         if entry is not None:
             plugins[f"{entry.kind}:{entry.name}"] = f"{entry.dist} {entry.version} ({entry.plugin})"
-    train_s = sum(r.get("seconds", 0.0) for r in trainer.history)
-    eval_s = sum(r.get("eval_seconds", 0.0) for r in trainer.history)
+    train_s = sum(r.get("seconds", 0.0) for r in history)
+    eval_s = sum(r.get("eval_seconds", 0.0) for r in history)
+    wall_s = time.perf_counter() - t_start
     return {
         "status": status,
-        "settings": trainer.settings(),
-        "seed": trainer.seed,
+        "settings": settings,
+        "seed": settings["seed"],
         "model": {
-            "name": trainer.model_name,
+            "name": settings["model"],
             "kwargs": jsonable(spec.kwargs) if spec else None,
             "plugin": spec.plugin if spec else None,
             "parameters": sum(p.numel() for p in trainer.model.parameters()),
             "trainable": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
         },
         "dataset": {
-            "name": trainer.dataset,
-            "task": trainer.task,
-            "kwargs": trainer.dataset_kwargs,
+            "name": settings["dataset"],
+            "task": settings["task"],
+            "kwargs": settings["dataset_kwargs"],
             "train_size": trainer.train_batches.num_samples,
             "test_size": trainer.test_batches.num_samples,
             "loader": type(trainer.train_batches).__name__,
         },
-        "loss": {"name": trainer.loss, "expects": trainer.expects, "kwargs": trainer.loss_kwargs},
+        "loss": {
+            "name": settings["loss"],
+            "expects": trainer.expects,
+            "kwargs": settings["loss_kwargs"],
+        },  # fmt: skip
         "optimizer": {
-            "name": trainer.optimizer_name,
+            "name": settings["optimizer"],
             "class": type(trainer.optimizer).__name__,
             "hyperparameters": jsonable(
                 {
@@ -196,19 +265,19 @@ def run_info(trainer: Trainer, status: str, started: str, t_start: float) -> dic
             "setup_s": trainer.setup_seconds,
             "train_s": train_s,
             "eval_s": eval_s,
-            "wall_s": time.perf_counter() - t_start,
-            "total_s": trainer._elapsed_before + time.perf_counter() - t_start,
-            "epochs_run": len(trainer.history),
+            "wall_s": wall_s,
+            "total_s": state.elapsed_before + wall_s,
+            "epochs_run": len(history),
         },
         "result": {
-            "epochs": len(trainer.history),
-            "last_epoch": trainer.history[-1]["epoch"] if trainer.history else 0,
-            "monitor": trainer.monitor,
-            "best": trainer._early.get("best"),
-            "best_epoch": trainer._early.get("best_epoch"),
-            "error": trainer._diverged_message,
+            "epochs": len(history),
+            "last_epoch": history[-1]["epoch"] if history else 0,
+            "monitor": settings["monitor"],
+            "best": state.best,
+            "best_epoch": state.best_epoch,
+            "error": state.error,
         },
-        "resumed_from": trainer.resumed_from,
+        "resumed_from": state.resumed_from,
         "command": command_line(),
         "started": started,
         "updated": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -216,26 +285,32 @@ def run_info(trainer: Trainer, status: str, started: str, t_start: float) -> dic
 
 
 def write_outputs(
-    trainer: Trainer, metrics: dict[str, float], status: str, started: str, t_start: float
+    trainer: Any, metrics: dict[str, float], status: str, started: str, t_start: float
 ) -> None:
-    """A finished run's files: the weights (with their training record), ``metrics.csv``, the
-    curves and the final ``run.json``."""
+    """A finished run's files: the weights (with their training record: the settings marked
+    ``weights`` and the qualified entries), ``metrics.csv``, the curves, the recipe it was
+    trained from (``trainer.recipe``, if any) and the final ``run.json``.
+
+    Args:
+        trainer: the :class:`~zoo.train.Trainer` whose ``fit`` finished (see :func:`run_info`).
+        metrics: its final test metrics.
+        status: ``finished`` or ``stopped_early``.
+        started, t_start: as for :func:`run_info`.
+    """
     from zoo.tasks import contracts as tasks
     from zoo.weights import files as weights
 
-    extra = {
-        "train": {
-            k: v for k, v in trainer.settings().items()
-            if k in ("loss", "optimizer", "lr", "weight_decay", "momentum", "epochs",
-                     "batch_size", "seed", "precision", "dataset_kwargs", "data_dir",
-                     "entries")
-        }
-    }  # fmt: skip
+    settings = trainer.settings()
+    keep = (*TrainConfig.names(weights=True), "entries")
+    extra = {"train": {k: settings[k] for k in keep}}
+    out = trainer.out
     weights.export(
-        trainer.model, trainer.out / WEIGHTS, dataset=trainer.dataset, metrics=metrics, extra=extra
+        trainer.model, out / WEIGHTS, dataset=settings["dataset"], metrics=metrics, extra=extra
     )
-    write_metrics_csv(trainer.out, trainer.history)
-    plot_curves(trainer.out, trainer.history, tasks.TASKS[trainer.task].primary_metric)
+    write_metrics_csv(out, trainer.state.history)
+    plot_curves(out, trainer.state.history, tasks.TASKS[settings["task"]].primary_metric)
+    if getattr(trainer, "recipe", None) is not None:
+        keep_recipe(out, trainer.recipe)
     info = run_info(trainer, status, started, t_start)
     info["result"]["metrics"] = metrics
-    write_run_json(trainer.out, info)
+    write_run_json(out, info)

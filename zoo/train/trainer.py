@@ -17,10 +17,17 @@ directory, progress on stderr and ``DistributedDataParallel`` under ``torchrun``
 
 The per-step cost is kept to the loop itself: the loss is kept on the device (no ``.item()``
 per step); it is inspected only every few steps for progress and the NaN/inf guard.
+
+Every setting is a field of :class:`~zoo.train.config.TrainConfig` (``trainer.config``; each also
+reads as an attribute, ``trainer.lr``); what training has done so far is
+:class:`~zoo.train.config.TrainState` (``trainer.state``), which the checkpoint stores and
+``run.json`` is written from. :meth:`Trainer.resumed` continues a run with its recorded
+settings, as ``zoo train --resume`` does.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import random
@@ -35,11 +42,14 @@ from typing import TYPE_CHECKING, Any
 from zoo import api
 from zoo._util.jsonio import jsonable
 from zoo.errors import IncompatibleError, UsageError, ZooError
+from zoo.runtime.step import evaluate_batches, train_step
 from zoo.tasks import contracts as tasks
-from zoo.tasks import metrics
-from zoo.train.evaluation import EVAL_BATCH_SIZE, num_classes_of, predict_model, run_evaluation
+from zoo.train.config import TrainConfig, TrainState
+from zoo.train.evaluation import EVAL_BATCH_SIZE, num_classes_of, predict_model
+from zoo.train.resume import resolve_config
 from zoo.train.rundir import (
     WEIGHTS,
+    find_run,
     run_info,
     write_metrics_csv,
     write_outputs,
@@ -49,6 +59,8 @@ from zoo.train.rundir import (
 if TYPE_CHECKING:
     import torch
     from torch import nn
+
+__all__ = ["FitResult", "Trainer", "lower_is_better", "monitor_key", "seed_everything"]
 
 
 @dataclass
@@ -93,6 +105,7 @@ def monitor_key(monitor: str | None, task: str) -> str:
 
 
 def lower_is_better(key: str) -> bool:
+    """Whether a smaller value of monitored ``key`` (``test_loss``, ``train_r2``) is better."""
     return key.split("_", 1)[1] in tasks.LOWER_IS_BETTER
 
 
@@ -105,9 +118,11 @@ class Trainer:
     ``model`` is a registered name (built for ``dataset``) or an ``nn.Module``. ``loss``
     defaults by task (regression ``mse``, binary ``bce-with-logits``, multiclass
     ``cross-entropy``). ``out=None`` writes nothing; otherwise ``out`` becomes a run
-    directory. ``resume`` continues from a run directory's checkpoint. ``batch_size`` is per
-    process: under ``torchrun`` with N processes a global batch holds ``N * batch_size``.
-    Invalid settings are refused here, before any work.
+    directory. ``resume`` continues from a run directory's checkpoint with the settings given
+    here (:meth:`resumed` reuses the run's recorded ones). The other keyword arguments are the
+    fields of :class:`~zoo.train.config.TrainConfig` (``lr``, ``epochs``, ``batch_size``, ...;
+    ``batch_size`` is per process: under ``torchrun`` with N processes a global batch holds
+    ``N * batch_size``). Invalid settings are refused here, before any work.
     """
 
     def __init__(
@@ -116,33 +131,20 @@ class Trainer:
         dataset: str,
         loss: str | None = None,
         *,
-        optimizer: str = "adam",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        momentum: float = 0.0,
-        epochs: int = 10,
-        batch_size: int = 32,
-        device: str = "auto",
-        precision: str = "fp32",
-        seed: int = 0,
-        shuffle: bool = True,
-        compile: bool | str = False,
-        patience: int | None = None,
-        monitor: str | None = None,
         out: str | os.PathLike | None = None,
         resume: str | os.PathLike | None = None,
-        quiet: bool = False,
-        model_kwargs: dict[str, Any] | None = None,
-        loss_kwargs: dict[str, Any] | None = None,
-        dataset_kwargs: dict[str, Any] | None = None,
-        workers: int | None = None,
-        train_metrics: bool = True,
+        **settings: Any,
     ):
-        from zoo.runtime.device import resolve_device, resolve_precision
+        from zoo.runtime.device import resolve_device
         from zoo.runtime.distributed import env_world
+        from zoo.runtime.precision import Precision
         from zoo.train.checkpoint import find_checkpoint
         from zoo.train.optim import optimizer_kwargs, resolve_optimizer
 
+        name = model if isinstance(model, str) else None
+        config = TrainConfig.from_kwargs(model=name, dataset=dataset, loss=loss, **settings)
+        self.config = config
+        self.recipe: Path | None = None  # the recipe the settings came from, kept with the run
         self.dataset_entry = api.get_entry("dataset", dataset)
         self.dataset = self.dataset_entry.name
         self.task = self.dataset_entry.tasks[0]
@@ -164,39 +166,28 @@ class Trainer:
             )  # only the loss/task part applies to a ready-made module
             if reason:
                 raise IncompatibleError(f"incompatible combination: {reason}")
-        self.optimizer_name = optimizer.strip().lower()
-        cls = resolve_optimizer(optimizer)
+        self.optimizer_name = config.optimizer.strip().lower()
+        cls = resolve_optimizer(config.optimizer)
         self._optimizer_kwargs = optimizer_kwargs(
-            cls, lr=lr, weight_decay=weight_decay, momentum=momentum
+            cls, lr=config.lr, weight_decay=config.weight_decay, momentum=config.momentum
         )
-        if isinstance(epochs, bool) or not isinstance(epochs, int):
-            raise UsageError(f"epochs must be an integer, got {epochs!r}")
-        if resume is None and epochs < 1:
-            raise UsageError(f"epochs must be at least 1, got {epochs}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise UsageError(f"batch size must be a positive integer, got {batch_size!r}")
-        if patience is not None and patience < 1:
-            raise UsageError(f"patience must be at least 1 epoch, got {patience}")
-        self.lr, self.weight_decay, self.momentum = lr, weight_decay, momentum
-        self.epochs, self.batch_size, self.seed, self.shuffle = epochs, batch_size, seed, shuffle
-        self.compile, self.patience, self.quiet = compile, patience, quiet
-        self.monitor = monitor_key(monitor, self.task) if (monitor or patience) else None
-        self.model_kwargs = dict(model_kwargs or {})
-        self.loss_kwargs = dict(loss_kwargs or {})
-        self.dataset_kwargs = dict(dataset_kwargs or {})
-        self.workers, self.train_metrics = workers, train_metrics
+        config.validate(resuming=resume is not None)
+        self.monitor = (
+            monitor_key(config.monitor, self.task) if (config.monitor or config.patience) else None
+        )
+        device, precision = config.device, config.precision
         self.device_spec = str(device)
         self.device = resolve_device(device)
         rank, world, local_rank = env_world()
         if world > 1 and self.device.type == "cuda" and ":" not in self.device_spec:
             self.device = resolve_device(f"cuda:{local_rank}")
-        self.precision = str(precision).strip().lower()
-        self.autocast, self.use_scaler = resolve_precision(precision, self.device)
+        self.precision_plugin = Precision(precision, self.device)  # refuses fp16 off CUDA
+        self.precision = self.precision_plugin.name
+        self.autocast = self.precision_plugin.autocast_dtype  # run.json records it
         self.resume = Path(resume) if resume is not None else None
         if self.resume is not None:
-            _check_epochs_left(find_checkpoint(self.resume), epochs)
-        data_dir = os.environ.get("ZOO_DATA")
-        self.data_dir = str(Path(data_dir).expanduser().resolve()) if data_dir else None
+            _check_epochs_left(find_checkpoint(self.resume), config.epochs)
+        self.data_dir = _data_dir(config.data_dir)
         self.out = Path(out) if out is not None else None
         if self.out is not None and (self.out / "run.json").exists():
             same = self.resume is not None and self.out.resolve() in (
@@ -208,48 +199,106 @@ class Trainer:
                     f"--resume {self.out}"
                 )
         self._ready = False
-        self.history: list[dict[str, Any]] = []
+        self.state = TrainState()
+
+    def __getattr__(self, name: str) -> Any:
+        # every setting reads as an attribute too: ``trainer.lr`` is ``trainer.config.lr``
+        config = self.__dict__.get("config")
+        if config is not None and name in _SETTING_ATTRIBUTES:
+            return getattr(config, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """One row per finished epoch (``trainer.state.history``)."""
+        return self.state.history
+
+    @classmethod
+    def from_config(
+        cls,
+        config: TrainConfig,
+        *,
+        model: nn.Module | None = None,
+        out: str | os.PathLike | None = None,
+        resume: str | os.PathLike | None = None,
+        recipe: str | os.PathLike | None = None,
+    ) -> Trainer:
+        """A trainer for ``config``.
+
+        Args:
+            config: the settings (``config.model`` and ``config.dataset`` name what to train).
+            model: a ready-made module to train instead of building ``config.model``.
+            out, resume: as for :class:`Trainer`.
+            recipe: the recipe the settings came from; the run directory keeps a copy.
+        """
+        settings = config.as_dict()
+        name, dataset, loss = settings.pop("model"), settings.pop("dataset"), settings.pop("loss")
+        trainer = cls(
+            model if model is not None else name, dataset, loss, out=out, resume=resume, **settings
+        )
+        trainer.recipe = Path(recipe) if recipe is not None else None
+        return trainer
 
     @classmethod
     def from_recipe(cls, path: str | os.PathLike, **overrides: Any) -> Trainer:
-        """A trainer from a TOML recipe (see :mod:`zoo.recipes`); ``overrides`` win."""
-        from zoo.train.recipes import trainer_from_recipe
+        """A trainer from a TOML recipe (see :mod:`zoo.train.recipes`); ``overrides`` (settings,
+        ``out`` and ``resume``) win. The run directory keeps a copy of the recipe."""
+        out, resume = overrides.pop("out", None), overrides.pop("resume", None)
+        config = resolve_config(recipe=path, overrides=overrides)
+        for required in ("model", "dataset"):
+            if getattr(config, required) in (None, ""):
+                raise UsageError(f"recipe {path} does not name a {required}")
+        return cls.from_config(config, out=out, resume=resume, recipe=path)
 
-        return trainer_from_recipe(path, **overrides)
+    @classmethod
+    def resumed(
+        cls,
+        run_dir: str | os.PathLike,
+        *,
+        recipe: str | os.PathLike | None = None,
+        out: str | os.PathLike | None = None,
+        **overrides: Any,
+    ) -> Trainer:
+        """A trainer that continues ``run_dir`` from its last checkpoint, as
+        ``zoo train --resume`` does: with the run's recorded settings, then ``recipe``'s, then
+        ``overrides`` (see :mod:`zoo.train.resume`). ``epochs`` is the total to reach.
+
+        Args:
+            run_dir: the run directory (or its ``checkpoint/``).
+            recipe: a recipe whose settings replace the recorded ones.
+            out: where to write (default: ``run_dir`` itself).
+            overrides: :class:`~zoo.train.config.TrainConfig` fields.
+        """
+        config = resolve_config(resume=run_dir, recipe=recipe, overrides=overrides)
+        if config.model in (None, "") or config.dataset in (None, ""):
+            raise UsageError(f"{run_dir} records no model and dataset; name them to resume it")
+        out = find_run(run_dir) if out is None else out
+        return cls.from_config(config, out=out, resume=run_dir, recipe=recipe)
 
     # -- setup --------------------------------------------------------------------------------
 
     def settings(self) -> dict[str, Any]:
-        """Every effective setting (what run.json records and ``--resume`` reuses)."""
-        spec = getattr(getattr(self, "model", None), "zoo_spec", None)
-        return jsonable(
-            {
-                "model": self.model_name,
-                "dataset": self.dataset,
-                "loss": self.loss,
-                "task": self.task,
-                "optimizer": self.optimizer_name,
-                "lr": self.lr,
-                "weight_decay": self.weight_decay,
-                "momentum": self.momentum,
-                "epochs": self.epochs,
-                "batch_size": self.batch_size,
-                "device": self.device_spec,
-                "precision": self.precision,
-                "seed": self.seed,
-                "shuffle": self.shuffle,
-                "compile": self.compile,
-                "patience": self.patience,
-                "monitor": self.monitor,
-                "model_kwargs": spec.kwargs if spec else self.model_kwargs,
-                "loss_kwargs": self.loss_kwargs,
-                "dataset_kwargs": self.dataset_kwargs,
-                "workers": self.workers,
-                "train_metrics": self.train_metrics,
-                "data_dir": self.data_dir,
-                "entries": self.qualnames(),
-            }
-        )
+        """Every effective setting: what ``run.json`` records and a resumed run reuses.
+
+        Returns:
+            JSON-able: each :class:`~zoo.train.config.TrainConfig` field as this run uses it
+            (resolved names, the model's full kwargs once built, the monitored key, the data
+            dir actually read), plus ``task`` and the qualified ``entries``.
+        """
+        spec = getattr(self.__dict__.get("model"), "zoo_spec", None)
+        effective = {
+            "model": self.model_name,
+            "dataset": self.dataset,
+            "loss": self.loss,
+            "optimizer": self.optimizer_name,
+            "device": self.device_spec,
+            "precision": self.precision,
+            "monitor": self.monitor,
+            "model_kwargs": spec.kwargs if spec else self.config.model_kwargs,
+            "data_dir": self.data_dir,
+        }
+        derived = {"task": self.task, "entries": self.qualnames()}
+        return jsonable({**self.config.as_dict(), **effective, **derived})
 
     def qualnames(self) -> dict[str, str]:
         """``plugin/name`` of the model, dataset and loss: what resume and evaluate resolve."""
@@ -259,9 +308,9 @@ class Trainer:
         return out
 
     def _fingerprint(self) -> dict[str, Any]:
+        """The settings a checkpoint must match to be resumed (fields marked ``fingerprint``)."""
         s = self.settings()
-        keys = ("model", "model_kwargs", "dataset", "dataset_kwargs", "optimizer")
-        return {k: s[k] for k in keys}
+        return {k: s[k] for k in TrainConfig.names(fingerprint=True)}
 
     def _setup(self) -> None:
         if self._ready:
@@ -287,8 +336,9 @@ class Trainer:
         names = self.qualnames()
         self.loss_fn = api.create_loss(names["loss"], **self.loss_kwargs).to(self.device)
         self.num_classes = num_classes_of(self.dataset_entry)
-        train = api.load_dataset(names["dataset"], "train", **self.dataset_kwargs)
-        test = api.load_dataset(names["dataset"], "test", **self.dataset_kwargs)
+        data = {"data_dir": self.data_dir, **self.dataset_kwargs}
+        train = api.load_dataset(names["dataset"], "train", **data)
+        test = api.load_dataset(names["dataset"], "test", **data)
         self.generator = torch.Generator().manual_seed(self.seed)
         d = self.dist
         self.train_batches = make_batches(
@@ -306,7 +356,7 @@ class Trainer:
             self.optimizer_name, self.model.parameters(), lr=self.lr,
             weight_decay=self.weight_decay, momentum=self.momentum,
         )  # fmt: skip
-        self.scaler = torch.amp.GradScaler("cuda") if self.use_scaler else None
+        self.scaler = self.precision_plugin.scaler  # fp16's GradScaler, else None
         train_module: nn.Module = self.model
         if d.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -319,10 +369,7 @@ class Trainer:
             train_module = torch.compile(train_module, backend=backend)
             eval_module = train_module if not d.enabled else self.model
         self._train_module, self._eval_module = train_module, eval_module
-        self.start_epoch = 1
-        self._early = {"best": None, "best_epoch": None, "bad_epochs": 0}
-        self._elapsed_before = 0.0
-        self.resumed_from: str | None = None
+        self.state = TrainState()
         if self.resume is not None:
             self._load_resume()
         self.setup_seconds = time.perf_counter() - t0
@@ -355,15 +402,10 @@ class Trainer:
                 self.optimizer.load_state_dict(ckpt.optimizer_state)
             except (ValueError, KeyError) as exc:
                 raise UsageError(f"resume: optimizer state does not fit: {exc}") from exc
-        if self.scaler is not None and ckpt.scaler_state:
-            self.scaler.load_state_dict(ckpt.scaler_state)
+        self.precision_plugin.load_state_dict(ckpt.scaler_state)
         if ckpt.rng is not None:
             restore_rng(ckpt.rng, self.generator)
-        self.history = list(ckpt.trainer.get("history", []))
-        self._early = dict(ckpt.trainer.get("early", self._early))
-        self._elapsed_before = float(ckpt.trainer.get("elapsed_s", 0.0))
-        self.start_epoch = ckpt.epoch + 1
-        self.resumed_from = str(ckpt.path)
+        self.state = TrainState.from_checkpoint(ckpt.trainer, ckpt.epoch, str(ckpt.path))
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -374,8 +416,7 @@ class Trainer:
         from zoo.runtime import distributed
 
         model, optimizer, loss_fn = self._train_module, self.optimizer, self.loss_fn
-        task, expects, align = self.task, self.expects, metrics.align
-        amp, scaler, device_type = self.autocast, self.scaler, self.device.type
+        task, expects, precision = self.task, self.expects, self.precision_plugin
         batches = self.train_batches
         sizes = batches.sizes
         steps = len(sizes)
@@ -387,29 +428,12 @@ class Trainer:
         watch = not d.enabled
         model.train()
         for step, (x, y) in enumerate(batches, 1):
-            if amp is None:
-                output = model(x)
-            else:
-                with torch.autocast(device_type, dtype=amp):
-                    output = model(x)
-                output = output.float()
-            output = align(task, output, y)
-            if expects != "logits":
-                output = metrics.to_loss_input(expects, task, output)
-            loss = loss_fn(output, y)
-            objective = loss
-            if factors is not None:
-                f = factors[step - 1]
-                objective = output.sum() * 0.0 if f == 0.0 else (loss if f == 1.0 else loss * f)
-            optimizer.zero_grad()
-            if scaler is None:
-                objective.backward()
-                optimizer.step()
-            else:
-                scaler.scale(objective).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            losses.append(loss.detach())
+            loss = train_step(
+                model, x, y, loss_fn=loss_fn, optimizer=optimizer, precision=precision,
+                task=task, expects=expects,
+                loss_factor=1.0 if factors is None else factors[step - 1],
+            )  # fmt: skip
+            losses.append(loss)
             if step == next_check:
                 next_check += every
                 if watch:
@@ -470,12 +494,12 @@ class Trainer:
         row: dict[str, float] = {}
         common = dict(
             task=self.task, loss_fn=self.loss_fn, expects=self.expects,
-            num_classes=self.num_classes, autocast=self.autocast,
+            num_classes=self.num_classes, precision=self.precision_plugin,
         )  # fmt: skip
         if self.train_metrics:
-            train = run_evaluation(self._eval_module, self.train_eval_batches, **common)
+            train = evaluate_batches(self._eval_module, self.train_eval_batches, **common)
             row.update({f"train_{k}": v for k, v in train.items() if k != "loss"})
-        test = run_evaluation(self._eval_module, self.test_batches, **common)
+        test = evaluate_batches(self._eval_module, self.test_batches, **common)
         row.update({f"test_{k}": v for k, v in test.items()})
         return row
 
@@ -486,18 +510,24 @@ class Trainer:
         value = row.get(self.monitor)
         if value is None or not math.isfinite(value):
             return False
-        best = self._early["best"]
+        state = self.state
         lower = lower_is_better(self.monitor)
-        if best is None or (value < best if lower else value > best):
-            self._early.update(best=value, best_epoch=epoch, bad_epochs=0)
+        if state.best is None or (value < state.best if lower else value > state.best):
+            state.best, state.best_epoch, state.bad_epochs = value, epoch, 0
             return False
-        self._early["bad_epochs"] += 1
-        return self.patience is not None and self._early["bad_epochs"] >= self.patience
+        state.bad_epochs += 1
+        patience = self.config.patience
+        return patience is not None and state.bad_epochs >= patience
 
     # -- public -------------------------------------------------------------------------------
 
     def fit(self) -> FitResult:
-        """Train for ``epochs`` (from the checkpoint's next epoch when resuming)."""
+        """Train up to ``epochs`` (from the checkpoint's next epoch when resuming).
+
+        Returns:
+            The model, the final test metrics, the history and how training ended. With an
+            ``out`` directory (rank 0 under ``torchrun``), the run directory is written too.
+        """
         from zoo.runtime import distributed
         from zoo.train.progress import Progress
 
@@ -506,16 +536,18 @@ class Trainer:
         self._setup()
         d = self.dist
         writer = d.is_main and self.out is not None
-        progress = Progress(self.epochs, quiet=self.quiet or not d.is_main)
+        config, state = self.config, self.state
+        progress = Progress(config.epochs, quiet=config.quiet or not d.is_main)
         self._diverged_message = None
+        state.error = None
         stopped_early = False
         status = "running"
-        self.current_epoch = self.start_epoch
+        state.epoch = state.start_epoch
         if writer:
             self._write_run_json(status, started, t_start)
         try:
-            for epoch in range(self.start_epoch, self.epochs + 1):
-                self.current_epoch = epoch
+            for epoch in range(state.start_epoch, config.epochs + 1):
+                state.epoch = epoch
                 progress.start_epoch(epoch, len(self.train_batches))
                 t0 = time.perf_counter()
                 train_loss, samples = self._train_epoch(epoch, progress)
@@ -536,14 +568,15 @@ class Trainer:
                 if stop:
                     stopped_early = True
                     progress.message(
-                        f"early stopping: {self.monitor} has not improved for {self.patience} "
-                        f"epochs (best {self._early['best']:.4f} at epoch "
-                        f"{self._early['best_epoch']})"
+                        f"early stopping: {self.monitor} has not improved for "
+                        f"{config.patience} epochs (best {state.best:.4f} at epoch "
+                        f"{state.best_epoch})"
                     )
                     break
             status = "stopped_early" if stopped_early else "finished"
-        except ZooError:
+        except ZooError as exc:
             status = "diverged" if self._diverged_message else "failed"
+            state.error = str(exc)
             raise
         except KeyboardInterrupt:
             status = "interrupted"
@@ -561,7 +594,7 @@ class Trainer:
         self._fit_seconds = seconds
         return FitResult(
             model=self.model, metrics=metrics, history=list(self.history), seconds=seconds,
-            run_dir=self.out if writer else None, best_epoch=self._early.get("best_epoch"),
+            run_dir=self.out if writer else None, best_epoch=state.best_epoch,
             stopped_early=stopped_early,
         )  # fmt: skip
 
@@ -577,9 +610,9 @@ class Trainer:
         else:
             data = api.load_dataset(self.dataset_entry.qualname, split, **self.dataset_kwargs)
             batches = make_batches(data, max(self.batch_size, EVAL_BATCH_SIZE), device=self.device)
-        return run_evaluation(
+        return evaluate_batches(
             self._eval_module, batches, task=self.task, loss_fn=self.loss_fn,
-            expects=self.expects, num_classes=self.num_classes, autocast=self.autocast,
+            expects=self.expects, num_classes=self.num_classes, precision=self.precision_plugin,
         )  # fmt: skip
 
     def predict(self, X: torch.Tensor, raw: bool = False) -> torch.Tensor:
@@ -602,12 +635,8 @@ class Trainer:
         return self.evaluate("test")
 
     def _trainer_state(self, elapsed: float) -> dict[str, Any]:
-        return {
-            "fingerprint": self._fingerprint(),
-            "history": self.history,
-            "early": self._early,
-            "elapsed_s": self._elapsed_before + elapsed,
-        }
+        """What the checkpoint keeps of the trainer: the fingerprint and :class:`TrainState`."""
+        return {"fingerprint": self._fingerprint(), **self.state.to_checkpoint(elapsed)}
 
     def _save_epoch(self, epoch: int, elapsed: float) -> None:
         with _sigint_deferred():  # Ctrl-C waits until the checkpoint is whole and in place
@@ -617,7 +646,8 @@ class Trainer:
         from zoo.train.checkpoint import capture_rng, save_checkpoint
 
         save_checkpoint(
-            self.out, epoch=epoch, model=self.model, optimizer=self.optimizer, scaler=self.scaler,
+            self.out, epoch=epoch, model=self.model, optimizer=self.optimizer,
+            scaler=self.precision_plugin.scaler,
             rng=capture_rng(self.generator), trainer=self._trainer_state(elapsed),
         )  # fmt: skip
         write_metrics_csv(self.out, self.history)
@@ -671,6 +701,40 @@ class _AnyModel:
     tasks = tuple(tasks.TASKS)
     input_kind = "any"
     meta: dict[str, Any] = {}
+
+
+# Settings that read as trainer attributes (``trainer.lr``); the model, dataset, loss and
+# optimizer attributes are what the trainer resolved and built from them.
+_SETTING_ATTRIBUTES = frozenset(TrainConfig.names()) - {"model", "dataset", "loss", "optimizer"}
+
+
+def _data_dir(given: str | os.PathLike | None) -> str | None:
+    """The data root a run reads (and records): ``given``, else ``$ZOO_DATA``; absolute."""
+    chosen = given if given is not None else os.environ.get("ZOO_DATA")
+    return str(Path(chosen).expanduser().resolve()) if chosen else None
+
+
+def _init_signature() -> inspect.Signature:
+    """``Trainer(model, dataset, loss=None, *, out=None, resume=None, <TrainConfig fields>)``:
+    what ``help(zoo.Trainer)`` and editors show for ``**settings``."""
+    pos, kw = inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY
+    hints = TrainConfig.hints()
+    params = [
+        inspect.Parameter("self", pos),
+        inspect.Parameter("model", pos, annotation="str | nn.Module"),
+        inspect.Parameter("dataset", pos, annotation=str),
+        inspect.Parameter("loss", pos, default=None, annotation=hints["loss"]),
+        inspect.Parameter("out", kw, default=None, annotation="str | os.PathLike | None"),
+        inspect.Parameter("resume", kw, default=None, annotation="str | os.PathLike | None"),
+    ]
+    for name in TrainConfig.names():
+        if name not in ("model", "dataset", "loss"):
+            default = TrainConfig.default(name)
+            params.append(inspect.Parameter(name, kw, default=default, annotation=hints[name]))
+    return inspect.Signature(params)
+
+
+Trainer.__init__.__signature__ = _init_signature()  # type: ignore[attr-defined]
 
 
 def _sync(device: torch.device) -> None:

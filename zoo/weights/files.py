@@ -17,7 +17,7 @@ import json
 import os
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +28,17 @@ from zoo.registry.plugins import get_registry
 
 if TYPE_CHECKING:
     import torch
+
+__all__ = [
+    "FORMAT",
+    "export",
+    "load",
+    "load_weights",
+    "os_reason",
+    "read_header",
+    "read_metadata",
+    "split_shared",
+]
 
 FORMAT = "zoo.weights/1"
 ALIGNMENT = 64  # bytes; what torch's CPU allocator guarantees
@@ -63,7 +74,7 @@ def export(
     from zoo import __version__
     from zoo._util.atomic import atomic_path
 
-    tensors, aliases = _dedupe(model.state_dict())
+    tensors, aliases = split_shared(model.state_dict())
     spec = getattr(model, "zoo_spec", None)
     meta: dict[str, Any] = {"format": FORMAT, "zoo_version": __version__}
     if spec is not None:
@@ -109,30 +120,42 @@ def os_reason(exc: OSError, path: str | os.PathLike) -> str:
     return exc.strerror or str(exc)
 
 
-def _dedupe(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Store each tensor once: keys that view the same memory become aliases of the first."""
-    seen: dict[tuple, str] = {}
+def split_shared(
+    state: Mapping[str, torch.Tensor],
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A ``state_dict`` as safetensors can store it: tied tensors once, plus their aliases.
+
+    Two keys are one tensor (tied weights) when they view the same storage at the same offset
+    with the same shape, stride and dtype: the later key becomes an alias of the first. Any
+    other view of memory (a slice of a weight, a reshaped or reinterpreted copy of it) is a
+    tensor of its own. Weights files and checkpoints both store state this way.
+
+    Returns:
+        ``(tensors, aliases)``: the tensors to store - on the CPU, contiguous, none sharing
+        memory with another - and ``{alias key: stored key}``.
+    """
+    import torch
+
+    seen: dict[tuple[Any, ...], str] = {}
+    used: set[tuple[str, int]] = set()  # storages a stored tensor already lives in
     tensors: dict[str, torch.Tensor] = {}
     aliases: dict[str, str] = {}
     for key, tensor in state.items():
-        tensor = tensor.detach()
-        ident = (
-            tensor.device.type, tensor.untyped_storage().data_ptr(), tensor.storage_offset(),
-            tuple(tensor.shape), tuple(tensor.stride()), tensor.dtype,
-        )  # fmt: skip
-        if tensor.numel() and ident in seen:
+        t = tensor.detach()
+        storage = (str(t.device), t.untyped_storage().data_ptr())
+        ident = (*storage, t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
+        if t.numel() and ident in seen:
             aliases[key] = seen[ident]
             continue
-        seen[ident] = key
-        # safetensors wants contiguous tensors that own their memory
-        tensors[key] = (
-            tensor.contiguous().clone() if _shares_memory(tensor) else tensor.contiguous()
-        )
+        whole = t.untyped_storage().nbytes() == t.numel() * t.element_size()
+        if t.device.type != "cpu" or not t.is_contiguous() or not whole or storage in used:
+            t = t.to("cpu", memory_format=torch.contiguous_format, copy=True)
+        elif t.numel():
+            used.add(storage)
+        if t.numel():
+            seen[ident] = key
+        tensors[key] = t
     return tensors, aliases
-
-
-def _shares_memory(tensor: torch.Tensor) -> bool:
-    return tensor.untyped_storage().nbytes() != tensor.numel() * tensor.element_size()
 
 
 # ---------------------------------------------------------------- reading

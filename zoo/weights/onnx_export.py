@@ -14,6 +14,8 @@ from zoo.errors import UsageError, ZooError
 if TYPE_CHECKING:
     import torch
 
+__all__ = ["OPSET", "example_shape", "export_onnx", "parse_shape"]
+
 OPSET = 17
 
 

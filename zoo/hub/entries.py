@@ -1,0 +1,269 @@
+"""Pretrained entries and registry indexes: what an ``index.json`` says, validated.
+
+An index is ``{"schema": 1, "name": ..., "entries": [...]}``; each entry names a ``model.tag``,
+its model and kwargs, and its files (URL relative to the index, full sha256, size). This module
+parses and validates that description (and the same dicts declared by plugins); it never
+downloads, writes or imports anything: :mod:`zoo.hub.cache` fetches files, :mod:`zoo.hub.index`
+finds the registries, :mod:`zoo.hub.publish` writes one. It does not import torch.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from importlib.resources import files as package_files
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import FetchError
+from zoo.registry.plugins import get_registry
+from zoo.tasks.contracts import TASKS
+
+__all__ = [
+    "BUNDLED",
+    "ENTRY_NAME",
+    "SCHEMA",
+    "FileRef",
+    "PretrainedEntry",
+    "bundled_index",
+    "local_path",
+    "make_entry",
+    "parse_index",
+    "read_document",
+]
+
+SCHEMA = 1
+BUNDLED = "zoo"
+ENTRY_NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*\.[a-z0-9]+(?:[-_][a-z0-9]+)*$")
+_SHA = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """One file of a pretrained entry: where it lives (absolute) and what it must hash to."""
+
+    url: str
+    sha256: str
+    size: int
+
+    @property
+    def suffix(self) -> str:
+        """The file name's last suffix (``.safetensors``), or ``""`` when it is not a plain one."""
+        name = urllib.parse.urlsplit(self.url).path.rsplit("/", 1)[-1]
+        suffix = "".join(Path(name).suffixes[-1:])
+        return suffix if re.fullmatch(r"\.[A-Za-z0-9]{1,16}", suffix) else ""
+
+    @property
+    def is_remote(self) -> bool:
+        """Whether fetching it needs the network (``http(s)://``)."""
+        return urllib.parse.urlsplit(self.url).scheme in ("http", "https")
+
+
+@dataclass(frozen=True)
+class PretrainedEntry:
+    """A published set of weights for one model (``model.tag``)."""
+
+    name: str
+    model: str
+    files: tuple[FileRef, ...]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    dataset: str | None = None
+    license: str | None = None
+    recipe: str | None = None
+    created: str | None = None
+    summary: str = ""
+    registry: str = BUNDLED  # the registry's name, or the declaring plugin
+    source: str = ""  # where the entry came from (index location or "plugin:<name>")
+
+    @property
+    def tag(self) -> str:
+        """The part after the model name: ``digits`` in ``tinyvgg.digits``."""
+        return self.name.split(".", 1)[1]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``--json`` shape: name, kind, plugin, summary, tasks, model, dataset, metrics..."""
+        tasks = _tasks(self)
+        return {
+            "name": self.name,
+            "kind": "pretrained",
+            "plugin": self.registry,
+            "summary": _summary(self, tasks),
+            "tasks": tasks,
+            "model": self.model,
+            "tag": self.tag,
+            "dataset": self.dataset,
+            "metrics": dict(self.metrics),
+            "kwargs": dict(self.kwargs),
+            "license": self.license,
+            "recipe": self.recipe,
+            "created": self.created,
+            "source": self.source,
+            "files": [{"url": f.url, "sha256": f.sha256, "size": f.size} for f in self.files],
+        }
+
+
+def _summary(entry: PretrainedEntry, tasks: list[str]) -> str:
+    """The entry's summary (or model + dataset) followed by its headline metrics."""
+    text = entry.summary or (
+        f"{entry.model} trained on {entry.dataset}" if entry.dataset else entry.model
+    )
+    primary = TASKS[tasks[0]].primary_metric if len(tasks) == 1 and tasks[0] in TASKS else None
+    keys = sorted((k for k in entry.metrics if k != "loss"), key=lambda k: k != primary)
+    shown = [f"{k}={entry.metrics[k]:.4g}" for k in keys[:2]]
+    return f"{text} ({', '.join(shown)})" if shown else text
+
+
+def _tasks(entry: PretrainedEntry) -> list[str]:
+    registry = get_registry()
+    for kind, name in (("dataset", entry.dataset), ("model", entry.model)):
+        if name and registry.find(name):
+            found = [e for e in registry.find(name) if e.kind == kind]
+            if found:
+                return list(found[0].tasks)
+    return []
+
+
+# ---------------------------------------------------------------- locations
+
+
+def local_path(loc: str) -> Path:
+    """A local path or ``file://`` URL as a :class:`~pathlib.Path` (other schemes are errors)."""
+    parts = urllib.parse.urlsplit(loc)
+    if parts.scheme == "file":
+        return Path(urllib.request.url2pathname(parts.path))
+    if parts.scheme and len(parts.scheme) > 1:
+        raise FetchError(
+            f"unsupported registry or file location {loc!r} (use a path, file:// or http(s)://)"
+        )
+    return Path(loc).expanduser()
+
+
+def bundled_index() -> str:
+    """Location of the bundled registry's ``index.json`` (works from any kind of install)."""
+    return str(Path(str(package_files("zoo_registry"))) / "index.json")
+
+
+# ---------------------------------------------------------------- validation
+
+
+def read_document(data: bytes | str, location: str) -> dict[str, Any]:
+    """An index document after its JSON, shape and schema checks (entries not yet validated).
+
+    Raises:
+        FetchError: one line naming ``location`` when the document is not a schema-1 index.
+    """
+    try:
+        doc = json.loads(data)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise FetchError(f"malformed registry index {location}: not JSON ({exc})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("entries"), list):
+        raise FetchError(
+            f"malformed registry index {location}: expected {{'schema', 'entries': [...]}}"
+        )
+    schema = doc.get("schema")
+    if schema != SCHEMA:
+        raise FetchError(
+            f"registry index {location} has schema {schema!r}; this zoo reads schema {SCHEMA}"
+        )
+    return doc
+
+
+def parse_index(data: bytes | str, location: str) -> list[PretrainedEntry]:
+    """Validate an index's schema and entries; relative file URLs resolve against it."""
+    doc = read_document(data, location)
+    name = doc.get("name") or _default_registry_name(location)
+    return [
+        make_entry(raw, base=location, registry=str(name), where=f"{location} entry {i}")
+        for i, raw in enumerate(doc["entries"])
+    ]
+
+
+def _default_registry_name(location: str) -> str:
+    if location == bundled_index():
+        return BUNDLED
+    parts = urllib.parse.urlsplit(location)
+    tail = [p for p in parts.path.split("/") if p][:-1]
+    return (tail[-1] if tail else parts.netloc) or "registry"
+
+
+def make_entry(raw: Any, *, base: str | None, registry: str, where: str) -> PretrainedEntry:
+    """Validate one entry dict (index or plugin declaration); one-line errors naming ``where``.
+
+    Args:
+        raw: the entry as the index (or a plugin's ``pretrained=[...]``) gives it.
+        base: the index location relative file URLs resolve against (``None`` for a plugin's
+            declaration, whose URLs must be absolute).
+        registry: the registry's (or declaring plugin's) name, recorded in the entry.
+        where: how an error names the entry.
+    """
+
+    def bad(msg: str) -> FetchError:
+        return FetchError(f"malformed registry index {where}: {msg}")
+
+    if not isinstance(raw, dict):
+        raise bad("entry is not an object")
+    name = raw.get("name")
+    if not isinstance(name, str) or not ENTRY_NAME.match(name):
+        raise bad(f"name {name!r} must be 'model.tag' in lower case")
+    model = raw.get("model", name.split(".", 1)[0])
+    if model != name.split(".", 1)[0]:
+        raise bad(f"{name}: model {model!r} does not match the name")
+    files = raw.get("files")
+    if not isinstance(files, list) or not files:
+        raise bad(f"{name}: files must be a non-empty list")
+    refs = []
+    for f in files:
+        if not isinstance(f, dict) or not isinstance(f.get("url"), str):
+            raise bad(f"{name}: each file needs a url")
+        sha, size = f.get("sha256"), f.get("size")
+        if not isinstance(sha, str) or not _SHA.match(sha.lower()):
+            raise bad(f"{name}: file {f['url']!r} needs a full 64-hex sha256")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise bad(f"{name}: file {f['url']!r} needs an integer size")
+        refs.append(FileRef(_resolve(f["url"], base, where), sha.lower(), size))
+    for key, kind in (("kwargs", dict), ("metrics", dict)):
+        if not isinstance(raw.get(key, {}), kind):
+            raise bad(f"{name}: {key} must be an object")
+    metrics = raw.get("metrics", {})
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in metrics.values()):
+        raise bad(f"{name}: metrics must be numbers")
+    for key in ("dataset", "license", "recipe", "created", "summary"):
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            raise bad(f"{name}: {key} must be a string")
+    return PretrainedEntry(
+        name=name,
+        model=model,
+        files=tuple(refs),
+        kwargs=dict(raw.get("kwargs", {})),
+        metrics={k: float(v) for k, v in metrics.items()},
+        dataset=raw.get("dataset"),
+        license=raw.get("license"),
+        recipe=raw.get("recipe"),
+        created=raw.get("created"),
+        summary=raw.get("summary") or "",
+        registry=registry,
+        source=str(base or f"plugin:{registry}"),
+    )
+
+
+def _resolve(url: str, base: str | None, where: str) -> str:
+    """Absolute URLs pass; relative ones must stay inside the registry (no ``..``, no ``/x``)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme in ("http", "https", "file"):
+        return url
+    if parts.scheme and len(parts.scheme) > 1:
+        raise FetchError(f"malformed registry index {where}: unsupported url scheme in {url!r}")
+    if base is None:
+        if Path(url).is_absolute():
+            return url
+        raise FetchError(f"malformed registry index {where}: {url!r} must be an absolute URL")
+    segments = urllib.parse.unquote(url).replace("\\", "/").split("/")
+    if url.startswith(("/", "\\")) or ".." in segments or parts.netloc:
+        raise FetchError(f"registry index {where}: file url {url!r} escapes the registry")
+    if urllib.parse.urlsplit(base).scheme in ("http", "https"):
+        return urllib.parse.urljoin(base, url)
+    return str(local_path(base).parent / Path(*[s for s in segments if s not in ("", ".")]))

@@ -1,0 +1,135 @@
+"""THE training step, evaluation loop and prediction loop.
+
+:func:`train_step` is the one optimisation step of zoo: ``zoo train`` (the trainer, DDP
+included), ``zoo bench --mode train`` and ``zoo check``'s train-step check all call it. It is
+the canonical PyTorch loop, in its order::
+
+    output = model(x)                      # under the precision's autocast
+    loss = loss_fn(output, y)
+    optimizer.zero_grad()
+    loss.backward()                        # through a GradScaler for fp16
+    optimizer.step()
+
+The caller puts the model in ``train()`` mode once (not every step). :func:`evaluate_batches`
+and :func:`predict_outputs` run under ``model.eval()`` and ``torch.inference_mode()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import nn
+
+from zoo.runtime.precision import Precision
+from zoo.tasks import metrics
+
+__all__ = ["evaluate_batches", "predict_outputs", "train_step"]
+
+
+def train_step(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    precision: Precision,
+    task: str,
+    expects: str = "logits",
+    loss_factor: float = 1.0,
+) -> torch.Tensor:
+    """One optimisation step on the batch ``(x, y)``: forward, loss, zero_grad, backward, step.
+
+    Args:
+        model: the module to train, already in ``train()`` mode (may be wrapped in DDP).
+        x, y: the batch, on the model's device.
+        loss_fn: called as ``loss_fn(output, y)`` on the fp32, task-aligned output, turned into
+            what the loss ``expects`` (``logits``, ``probabilities``, ``log-probabilities``).
+        optimizer: anything with ``zero_grad()`` and ``step()``.
+        precision: autocast around the forward pass, GradScaler for fp16.
+        task: ``regression``, ``binary`` or ``multiclass`` (how outputs meet targets).
+        loss_factor: the gradient is that of ``loss * loss_factor`` (DDP weighs each rank's
+            loss by its share of the global batch; ``0`` still runs backward, so every rank
+            takes part in the all-reduce).
+
+    Returns:
+        The batch's loss, detached (on the device: no synchronisation here).
+    """
+    with precision.forward_context():
+        output = model(x)
+    output = metrics.align(task, precision.convert_output(output), y)
+    if expects != "logits":
+        output = metrics.to_loss_input(expects, task, output)
+    loss = loss_fn(output, y)
+    objective = loss
+    if loss_factor != 1.0:
+        objective = output.sum() * 0.0 if loss_factor == 0.0 else loss * loss_factor
+    optimizer.zero_grad()
+    precision.backward(objective)
+    precision.step(optimizer)
+    return loss.detach()
+
+
+def evaluate_batches(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    task: str,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    expects: str = "logits",
+    num_classes: int | None = None,
+    precision: Precision | None = None,
+) -> dict[str, float]:
+    """``{"loss", *task metrics}`` of ``model`` over ``batches``, under eval + inference mode.
+
+    Outputs of every batch are gathered (as fp32) and the loss and metrics computed once over
+    all of them. ``loss`` is left out without a ``loss_fn``; no batches give ``{}``.
+    """
+    model.eval()
+    outputs, targets = [], []
+    amp = precision
+    with torch.inference_mode():
+        for x, y in batches:
+            if amp is None:
+                amp = Precision("fp32", x.device)
+            with amp.forward_context():
+                out = model(x)
+            outputs.append(metrics.align(task, amp.convert_output(out), y))
+            targets.append(y)
+        if not outputs:
+            return {}
+        output, target = torch.cat(outputs), torch.cat(targets)
+        result: dict[str, float] = {}
+        if loss_fn is not None:
+            result["loss"] = loss_fn(
+                metrics.to_loss_input(expects, task, output.float()), target
+            ).item()
+        result.update(metrics.compute_metrics(task, output, target, num_classes))
+    return result
+
+
+def predict_outputs(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    *,
+    batch_size: int,
+    precision: Precision | None = None,
+) -> torch.Tensor:
+    """The model's fp32 outputs for ``inputs``, ``batch_size`` rows at a time, under eval +
+    inference mode, on the model's device (``inputs`` are moved there batch by batch).
+
+    Returns:
+        The outputs concatenated (an empty tensor for no inputs).
+    """
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    amp = precision if precision is not None else Precision("fp32", device)
+    model.eval()
+    with torch.inference_mode():
+        outs = []
+        for x in inputs.split(batch_size) if len(inputs) else ():
+            with amp.forward_context():
+                outs.append(model(x.to(device)))
+        if not outs:
+            return torch.empty(0)
+        return torch.cat(outs).float()

@@ -1,0 +1,106 @@
+"""Where a run's settings come from, lowest first: :class:`~zoo.train.config.TrainConfig`'s
+defaults, the resumed run's recorded settings, a recipe, and explicit overrides.
+
+``zoo train --resume RUN`` and :meth:`zoo.train.Trainer.resumed` both go through
+:func:`resolve_config`, so a Python user continues a run with exactly the settings the command
+would use:
+
+- every setting marked ``resume`` comes back from ``run.json`` unless the recipe or an override
+  sets it (``quiet`` does not: it is about this process, not the run);
+- a ``dict`` override (``model_kwargs``, ``--model-arg``) updates the lower layers' dict
+  instead of replacing it;
+- the model, dataset and loss are built from the ``plugin/name`` the run recorded, so a plugin
+  installed since that shares a bare name changes nothing;
+- another model or dataset than the run's is refused (the checkpoint is theirs); another loss
+  is a legitimate change of settings.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from zoo import api
+from zoo._util.names import normalize_name
+from zoo.errors import UnknownNameError, UsageError
+from zoo.train.config import TrainConfig
+from zoo.train.recipes import load_recipe
+from zoo.train.rundir import find_run, recorded_settings
+
+__all__ = ["resolve_config"]
+
+
+def resolve_config(
+    *,
+    resume: str | os.PathLike | None = None,
+    recipe: str | os.PathLike | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    given_as: Literal["keyword", "flag"] = "keyword",
+) -> TrainConfig:
+    """The settings of a run: defaults < ``resume``'s recorded settings < ``recipe`` <
+    ``overrides``.
+
+    Args:
+        resume: a run directory (or its ``checkpoint/``) whose recorded settings to reuse.
+        recipe: a TOML recipe (:mod:`zoo.train.recipes`).
+        overrides: settings given explicitly (:class:`TrainConfig` field names); an unknown
+            name is a one-line :class:`UsageError`.
+        given_as: how errors name an override: ``model='x'`` or, for the CLI, ``--model x``.
+
+    Returns:
+        The :class:`TrainConfig` (not yet checked for values; the trainer does that).
+    """
+    given = dict(overrides or {})
+    TrainConfig.from_kwargs(**given)  # unknown names: the one-line error, before any reading
+    layers: dict[str, Any] = {}
+    saved: dict[str, Any] = {}
+    if resume is not None:
+        saved = recorded_settings(find_run(resume))
+        layers.update((k, v) for k, v in saved.items() if k in TrainConfig.names(resume=True))
+    from_recipe: dict[str, Any] = {}
+    if recipe is not None:
+        from_recipe, _ = load_recipe(recipe)
+        layers.update(from_recipe)
+    for key, value in given.items():
+        below = layers.get(key)
+        if isinstance(value, Mapping) and isinstance(below, Mapping):
+            layers[key] = {**below, **value}
+        else:
+            layers[key] = value
+    if saved:
+        for key in ("model", "dataset", "loss"):
+            if key in given:
+                where = _describe(key, given[key], given_as)
+            else:
+                where = f"the recipe's {key} {layers.get(key)!r}"
+            layers[key] = _resumed_name(key, layers.get(key), saved, where)
+    return TrainConfig.from_kwargs(**layers)
+
+
+def _describe(key: str, value: Any, given_as: str) -> str:
+    if given_as == "flag":
+        flag = TrainConfig.meta(key)["flag"] or "--" + key.replace("_", "-")
+        return f"{flag} {value}"
+    return f"{key}={value!r}"
+
+
+def _resumed_name(key: str, name: Any, saved: dict[str, Any], where: str) -> Any:
+    """The name to build for a resumed run: its recorded ``plugin/name`` unless another was
+    asked for, which is refused for the model and dataset (the checkpoint is theirs)."""
+    old, ref = saved.get(key), (saved.get("entries") or {}).get(key)
+    if not isinstance(name, str) or not name or not old:
+        return name  # nothing to compare (or a ready-made module from Python)
+    plugin, _, bare = normalize_name(name).rpartition("/")
+    same = bare == normalize_name(old) and (not plugin or not ref or f"{plugin}/{bare}" == ref)
+    if not same:
+        if key == "loss":
+            return name  # a different loss is a legitimate change of settings
+        raise UsageError(f"{where} conflicts with the resumed run ({old})")
+    if ref and not plugin:
+        try:
+            api.get_entry(key, ref)
+            return ref  # resolves even if another plugin now shares the bare name
+        except UnknownNameError:
+            return name
+    return name
