@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import zoo
     from zoo import api
+    from zoo.models import build_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     kwargs = dict(original.zoo_spec.kwargs)
 
     def build() -> torch.nn.Module:
-        return api.build_model(entry, kwargs)
+        return build_model(entry, kwargs)
 
     with tempfile.TemporaryDirectory() as tmp:
         st_path = zoo.export(original, Path(tmp) / "model.safetensors")

@@ -44,7 +44,7 @@ def test_bundled_index_is_complete_small_and_verifiable():
 
 
 def test_tinyvgg_digits_reproduces_its_recorded_metrics():
-    from zoo.train.evaluation import evaluate_model
+    from zoo.api import evaluate_model
 
     model = zoo.create_model("tinyvgg", pretrained="digits")
     got = evaluate_model(model, "digits", split="test")
@@ -56,7 +56,7 @@ def test_tinyvgg_digits_reproduces_its_recorded_metrics():
 
 @pytest.mark.parametrize("name", sorted(REQUIRED - {"tinyvgg.digits"}))
 def test_every_bundled_entry_reproduces_its_recorded_metrics(name):
-    from zoo.train.evaluation import evaluate_model
+    from zoo.api import evaluate_model
 
     raw = ENTRIES[name]
     settings, _ = load_recipe(INDEX.parent / raw["recipe"])

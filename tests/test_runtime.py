@@ -365,7 +365,7 @@ def test_bench_and_trainer_read_precision_aliases_alike():
     plan = make_plan(Grid("linear", "circles", "auto", "cpu", 8, "bfloat16,32,float", "train"))
     assert plan.config["precisions"] == ["bf16", "fp32"]
     trainer = Trainer("linear", "circles", device="cpu", precision="bfloat16")
-    assert trainer.precision == "bf16" and trainer.autocast is torch.bfloat16
+    assert trainer.precision == "bf16" and trainer.precision_plugin.autocast_dtype is torch.bfloat16
     for where in (
         lambda: parse_precision("fp8"),
         lambda: Trainer("linear", "circles", device="cpu", precision="fp8"),

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import zoo
+from zoo.api import evaluate_model
 from zoo.errors import ZooError
 from zoo.runtime.batches import TensorBatches, make_batches, shard_bounds
-from zoo.train.evaluation import evaluate_model
 from zoo.train.trainer import Trainer
 
 

@@ -30,10 +30,10 @@ This module picks what to check (a name, a plugin, everything); results are
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from typing import Any
 
+from zoo._util.names import unknown_message
 from zoo.checks.dataset import SPLITS, check_dataset
 from zoo.checks.loss import check_loss
 from zoo.checks.model import PROBE_PLUGIN, check_model, probe_datasets
@@ -184,9 +184,10 @@ def _unknown(name: str) -> str:
     registry = get_registry()
     known = {e.name for kind in KINDS for e in registry.entries(kind)}
     known |= {r.name for r in plugin_records()} | {r.dist for r in plugin_records()}
-    close = difflib.get_close_matches(normalize_name(name), sorted(known), n=3, cutoff=0.6)
-    hint = f"; did you mean: {', '.join(close)}?" if close else "; see `zoo list` and `zoo plugins`"
-    return f"unknown entry or plugin {name!r}{hint}"
+    return unknown_message(
+        "entry or plugin", name, sorted(known),
+        otherwise="see `zoo list` and `zoo plugins`", key=normalize_name(name),
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- plugins

@@ -1,6 +1,7 @@
 """Atomic file writes: everything a user keeps is written to a temp file, then renamed.
 
 A reader never sees a half-written file, and a crash mid-write leaves the old file intact.
+:func:`os_reason` says in a few words why a write failed.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+__all__ = ["atomic_path", "os_reason", "write_bytes", "write_json", "write_text"]
 
 
 def _file_mode() -> int:
@@ -53,3 +56,11 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 def write_json(path: str | os.PathLike, data: Any) -> Path:
     return write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def os_reason(exc: OSError, path: str | os.PathLike) -> str:
+    """Why writing ``path`` failed, in a few words (names an ancestor that is not a directory)."""
+    for parent in reversed(Path(path).parents):
+        if parent.exists() and not parent.is_dir():
+            return f"{parent} is not a directory"
+    return exc.strerror or str(exc)

@@ -45,9 +45,11 @@ def filter_names(
     ]
 
 
-def close_matches(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
-    """Up to ``n`` candidates that look like ``name`` (difflib, best first)."""
-    return difflib.get_close_matches(name, list(dict.fromkeys(candidates)), n=n, cutoff=0.6)
+def close_matches(
+    name: str, candidates: Iterable[str], n: int = 3, cutoff: float = 0.6
+) -> list[str]:
+    """Up to ``n`` candidates that look like ``name`` (difflib ratio >= ``cutoff``, best first)."""
+    return difflib.get_close_matches(name, list(dict.fromkeys(candidates)), n=n, cutoff=cutoff)
 
 
 def unknown_message(

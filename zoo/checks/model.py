@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo import api
 from zoo.checks.report import SKIP, EntryReport, Failed, begin, raised, shape_of
+from zoo.models import build_model, model_kwargs
 from zoo.registry.entries import Entry, make_entry
 from zoo.registry.plugins import get_registry
 from zoo.tasks import contracts as tasks
@@ -153,10 +153,10 @@ def _check_on(
 
 def _build(entry: Entry, probe: Entry) -> Any:
     """The model as ``zoo.create_model(name, dataset=...)`` builds it."""
-    kwargs = api.model_kwargs(entry, probe, {})
+    kwargs = model_kwargs(entry, probe, {})
     dataset = probe.name if probe.plugin != PROBE_PLUGIN else None
     try:
-        return api.build_model(entry, kwargs, dataset=dataset)
+        return build_model(entry, kwargs, dataset=dataset)
     except Exception as exc:
         raise Failed(f"expected it to build with {kwargs}, found it {raised(exc)}") from exc
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 from typing import Any
 
@@ -10,6 +9,7 @@ import click
 
 from zoo import api
 from zoo._util.log import get_logger
+from zoo._util.names import close_matches
 from zoo.cli.output import echo_json, echo_table
 from zoo.errors import UsageError
 from zoo.registry.entries import PLURALS
@@ -43,7 +43,7 @@ def list_cmd(args: tuple[str, ...], as_json: bool) -> None:
     rows = [row for kind in kinds for row in _rows(LIST_KINDS[kind], pattern)]
     _warn_failed_plugins()
     if not rows and pattern is not None:
-        close = difflib.get_close_matches(pattern.lower(), [*LIST_KINDS, "all"], n=1, cutoff=0.7)
+        close = close_matches(pattern.lower(), [*LIST_KINDS, "all"], n=1, cutoff=0.7)
         if close:
             raise UsageError(f"nothing matches {pattern!r}; did you mean `zoo list {close[0]}`?")
         click.echo(f"nothing matches {pattern!r} (see `zoo list`)", err=True)

@@ -147,7 +147,7 @@ def fetch_file(ref: FileRef, *, name: str = "", offline: bool | None = None) -> 
 
 def _make_cache_dir(path: Path) -> None:
     """``mkdir -p`` a cache folder, as a one-line :class:`FetchError` when impossible."""
-    from zoo.weights.files import os_reason
+    from zoo._util.atomic import os_reason
 
     try:
         path.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from zoo._util.atomic import atomic_path, os_reason, write_bytes, write_json
 from zoo.errors import FetchError, UsageError, ZooError
 from zoo.hub.cache import CHUNK, locked
 from zoo.hub.entries import (
@@ -41,7 +42,6 @@ def publish(
     metadata, completed from the run's ``run.json`` when ``source`` is a run dir. ``index.json``
     is rewritten atomically under a lock; an existing entry is replaced only with ``force``.
     """
-    from zoo._util.atomic import atomic_path, write_json
     from zoo.weights import files as weights
     from zoo.weights import source as rundir
 
@@ -67,7 +67,7 @@ def publish(
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ZooError(
-            f"cannot create registry directory {root}: {weights.os_reason(exc, root / 'x')}"
+            f"cannot create registry directory {root}: {os_reason(exc, root / 'x')}"
         ) from None
     try:
         with locked(root):  # the directory itself: publishing leaves no lock file behind
@@ -108,8 +108,6 @@ def publish(
                 recipe_src = Path(recipe)
                 dest = root / "recipes" / f"{name}.toml"
                 if recipe_src.resolve() != dest.resolve():
-                    from zoo._util.atomic import write_bytes
-
                     write_bytes(dest, recipe_src.read_bytes())
                 raw["recipe"] = f"recipes/{name}.toml"
             doc["entries"] = sorted(

@@ -39,7 +39,6 @@ Environment:
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import logging
 import os
@@ -55,6 +54,7 @@ from typing import Any
 import pluggy
 
 from zoo._util.log import get_logger
+from zoo._util.names import close_matches
 from zoo.errors import PluginError
 from zoo.registry import hookspecs
 from zoo.registry.entries import KINDS, PLURALS, Entry, Registry, make_entry
@@ -323,7 +323,7 @@ def _validate(pm: pluggy.PluginManager, plugin: object) -> None:
 
 def _close_match(name: str) -> str:
     """`` (did you mean 'register_models'?)`` for a hook name close to a spec's, else ``""``."""
-    close = difflib.get_close_matches(name, _SPECS, n=1, cutoff=0.75)
+    close = close_matches(name, _SPECS, n=1, cutoff=0.75)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 

@@ -1,5 +1,26 @@
-"""Training: the Trainer around the one train step, checkpoints, run directories, recipes."""
+"""Training: the Trainer around the one train step, its settings, checkpoints, run directories.
 
-from zoo.train.trainer import FitResult, Trainer
+The names below load on first use, so ``zoo train --help`` (which only needs
+:class:`~zoo.train.config.TrainConfig`) does not import torch.
+"""
 
-__all__ = ["FitResult", "Trainer"]
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_LAZY = {
+    "FitResult": "zoo.train.trainer",
+    "Trainer": "zoo.train.trainer",
+    "TrainConfig": "zoo.train.config",
+    "TrainState": "zoo.train.config",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'zoo.train' has no attribute {name!r}")
+    return getattr(import_module(module), name)

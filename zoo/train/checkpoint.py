@@ -20,14 +20,15 @@ import random
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
 
 from zoo._util.atomic import write_json
 from zoo.errors import UsageError, ZooError
 from zoo.weights.files import split_shared
-
-if TYPE_CHECKING:
-    import torch
 
 FORMAT = "zoo-checkpoint/1"
 NAME = "checkpoint"
@@ -40,9 +41,6 @@ _TMP_PREFIX = ".checkpoint.tmp-"
 
 def encode(obj: Any, tensors: dict[str, torch.Tensor], prefix: str) -> Any:
     """A JSON-able copy of ``obj`` with each tensor moved into ``tensors`` under a dotted key."""
-    import numpy as np
-    import torch
-
     if isinstance(obj, torch.Tensor):
         tensors[prefix] = obj.detach().to("cpu", copy=True).contiguous()
         return {"__tensor__": prefix}
@@ -91,9 +89,6 @@ def decode(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
 def capture_rng(generator: torch.Generator | None = None) -> dict[str, Any]:
     """Every random state a run consumes: torch (CPU and CUDA), numpy, Python, the shuffle."""
-    import numpy as np
-    import torch
-
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "numpy": np.random.get_state(),
@@ -108,9 +103,6 @@ def capture_rng(generator: torch.Generator | None = None) -> dict[str, Any]:
 
 def restore_rng(state: dict[str, Any], generator: torch.Generator | None = None) -> None:
     """Put back what :func:`capture_rng` recorded."""
-    import numpy as np
-    import torch
-
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
@@ -147,8 +139,6 @@ def save_checkpoint(
     trainer: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``run_dir/checkpoint`` (replacing the previous one only once the new one is whole)."""
-    from safetensors.torch import save_file
-
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     tmp = run_dir / f"{_TMP_PREFIX}{os.getpid()}"
@@ -215,8 +205,6 @@ def _complete_epoch(path: Path) -> int | None:
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """Read a checkpoint (a run directory or its ``checkpoint/``) back into tensors and dicts."""
-    from safetensors.torch import load_file
-
     where = find_checkpoint(path)
     body = _read_part(where / "state.json", lambda f: json.loads(f.read_text(encoding="utf-8")))
     if not isinstance(body, dict) or body.get("format") != FORMAT:

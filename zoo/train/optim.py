@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from typing import TYPE_CHECKING, Any
 
+from zoo._util.names import close_matches
 from zoo.errors import UsageError
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ def resolve_optimizer(name: str) -> type:
     cls = classes.get(key)
     if cls is None:
         known = sorted(k for k in classes if k not in UNSUPPORTED)
-        close = difflib.get_close_matches(key, known, n=3, cutoff=0.5)
+        close = close_matches(key, known, cutoff=0.5)
         hint = f"did you mean: {', '.join(close)}?" if close else f"known: {', '.join(known)}"
         raise UsageError(f"unknown optimizer {name!r}; {hint}")
     return cls

@@ -18,10 +18,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy
+import torch
+
+import zoo
 from zoo._util.atomic import atomic_path, write_json, write_text
 from zoo._util.jsonio import jsonable
 from zoo.errors import UsageError
+from zoo.runtime.device import device_name
+from zoo.tasks import contracts as tasks
 from zoo.train.config import TrainConfig
+from zoo.weights import files as weights
 from zoo.weights.source import RECIPE, RUN_JSON, WEIGHTS, read_run_json
 
 __all__ = [
@@ -48,11 +55,6 @@ CURVES = "loss_curves.png"
 def versions(extra: dict[str, str] | None = None) -> dict[str, str]:
     """Versions that decide a run's numbers: Python, zoo, torch, numpy and the plugins used
     (``extra``, e.g. ``{"model:mlp": "zoo 0.1 (workflow)"}``)."""
-    import numpy
-    import torch
-
-    import zoo
-
     out = {
         "python": platform.python_version(),
         "zoo": zoo.__version__,
@@ -200,10 +202,6 @@ def run_info(trainer: Any, status: str, started: str, t_start: float) -> dict[st
         started: when this ``fit`` started (ISO 8601).
         t_start: ``time.perf_counter()`` at that moment.
     """
-    import torch
-
-    from zoo.runtime.device import device_name
-
     state = trainer.state
     history = state.history
     settings = trainer.settings()
@@ -257,8 +255,8 @@ def run_info(trainer: Any, status: str, started: str, t_start: float) -> dict[st
             "threads": torch.get_num_threads(),
             "world_size": trainer.dist.world,
             "backend": trainer.dist.backend,
-            "autocast": str(trainer.autocast).removeprefix("torch.") if trainer.autocast else None,
-            "grad_scaler": trainer.scaler is not None,
+            "autocast": _dtype_name(trainer.precision_plugin.autocast_dtype),
+            "grad_scaler": trainer.precision_plugin.scaler is not None,
         },
         "versions": versions(plugins),
         "timings": {
@@ -297,9 +295,6 @@ def write_outputs(
         status: ``finished`` or ``stopped_early``.
         started, t_start: as for :func:`run_info`.
     """
-    from zoo.tasks import contracts as tasks
-    from zoo.weights import files as weights
-
     settings = trainer.settings()
     keep = (*TrainConfig.names(weights=True), "entries")
     extra = {"train": {k: settings[k] for k in keep}}
@@ -314,3 +309,8 @@ def write_outputs(
     info = run_info(trainer, status, started, t_start)
     info["result"]["metrics"] = metrics
     write_run_json(out, info)
+
+
+def _dtype_name(dtype: Any) -> str | None:
+    """``bfloat16`` for ``torch.bfloat16``; ``None`` for no autocast."""
+    return str(dtype).removeprefix("torch.") if dtype is not None else None

@@ -1,15 +1,9 @@
 """The shared trainer: the canonical PyTorch loop, with everything around it made explicit.
 
-Each step is the loop every PyTorch user writes::
-
-    model.train()
-    output = model(x)
-    loss = loss_fn(output, y)
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-
-and evaluation runs under ``model.eval()`` and ``torch.inference_mode()`` with model and data
+Each step is the loop every PyTorch user writes (``model.train()``, forward, loss,
+``optimizer.zero_grad()``, backward, ``optimizer.step()``): it is
+:func:`zoo.runtime.step.train_step`, the one step the benchmark harness and ``zoo check`` run
+too. Evaluation runs under ``model.eval()`` and ``torch.inference_mode()`` with model and data
 on one device. Around it: device and precision selection, seeding, slicing batches for
 in-memory data (``DataLoader`` otherwise), per-epoch metrics on train and test, early
 stopping, a NaN/inf guard, checkpoints (safetensors + JSON) with exact resume, a run
@@ -37,15 +31,36 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from zoo import api
 from zoo._util.jsonio import jsonable
+from zoo.api import EVAL_BATCH_SIZE, num_classes_of, predict_model
 from zoo.errors import IncompatibleError, UsageError, ZooError
+from zoo.models import build_model, model_kwargs
+from zoo.runtime import distributed
+from zoo.runtime.batches import TensorBatches, make_batches
+from zoo.runtime.device import resolve_device
+from zoo.runtime.distributed import env_world
+from zoo.runtime.precision import Precision
 from zoo.runtime.step import evaluate_batches, train_step
 from zoo.tasks import contracts as tasks
+from zoo.train.checkpoint import (
+    capture_rng,
+    checkpoint_epoch,
+    find_checkpoint,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
 from zoo.train.config import TrainConfig, TrainState
-from zoo.train.evaluation import EVAL_BATCH_SIZE, num_classes_of, predict_model
+from zoo.train.optim import create_optimizer, optimizer_kwargs, resolve_optimizer
+from zoo.train.progress import Progress
 from zoo.train.resume import resolve_config
 from zoo.train.rundir import (
     WEIGHTS,
@@ -55,10 +70,6 @@ from zoo.train.rundir import (
     write_outputs,
     write_run_json,
 )
-
-if TYPE_CHECKING:
-    import torch
-    from torch import nn
 
 __all__ = ["FitResult", "Trainer", "lower_is_better", "monitor_key", "seed_everything"]
 
@@ -82,9 +93,6 @@ class FitResult:
 
 def seed_everything(seed: int) -> None:
     """Seed Python, numpy and torch (CPU and every CUDA device)."""
-    import numpy as np
-    import torch
-
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -135,12 +143,6 @@ class Trainer:
         resume: str | os.PathLike | None = None,
         **settings: Any,
     ):
-        from zoo.runtime.device import resolve_device
-        from zoo.runtime.distributed import env_world
-        from zoo.runtime.precision import Precision
-        from zoo.train.checkpoint import find_checkpoint
-        from zoo.train.optim import optimizer_kwargs, resolve_optimizer
-
         name = model if isinstance(model, str) else None
         config = TrainConfig.from_kwargs(model=name, dataset=dataset, loss=loss, **settings)
         self.config = config
@@ -183,7 +185,6 @@ class Trainer:
             self.device = resolve_device(f"cuda:{local_rank}")
         self.precision_plugin = Precision(precision, self.device)  # refuses fp16 off CUDA
         self.precision = self.precision_plugin.name
-        self.autocast = self.precision_plugin.autocast_dtype  # run.json records it
         self.resume = Path(resume) if resume is not None else None
         if self.resume is not None:
             _check_epochs_left(find_checkpoint(self.resume), config.epochs)
@@ -315,11 +316,6 @@ class Trainer:
     def _setup(self) -> None:
         if self._ready:
             return
-        import torch
-
-        from zoo.runtime import distributed
-        from zoo.runtime.batches import TensorBatches, make_batches
-        from zoo.train.optim import create_optimizer
 
         t0 = time.perf_counter()
         self.dist = distributed.setup(self.device)
@@ -330,8 +326,8 @@ class Trainer:
             model = self._given_model
         else:
             entry = self.model_entry  # resolved once: a shared bare name would be ambiguous
-            kwargs = api.model_kwargs(entry, self.dataset_entry, self.model_kwargs)
-            model = api.build_model(entry, kwargs, dataset=self.dataset)
+            kwargs = model_kwargs(entry, self.dataset_entry, self.model_kwargs)
+            model = build_model(entry, kwargs, dataset=self.dataset)
         self.model = model.to(self.device)
         names = self.qualnames()
         self.loss_fn = api.create_loss(names["loss"], **self.loss_kwargs).to(self.device)
@@ -356,11 +352,8 @@ class Trainer:
             self.optimizer_name, self.model.parameters(), lr=self.lr,
             weight_decay=self.weight_decay, momentum=self.momentum,
         )  # fmt: skip
-        self.scaler = self.precision_plugin.scaler  # fp16's GradScaler, else None
         train_module: nn.Module = self.model
         if d.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
             ids = [self.device.index] if self.device.type == "cuda" else None
             train_module = DistributedDataParallel(self.model, device_ids=ids)
         eval_module: nn.Module = self.model
@@ -376,8 +369,6 @@ class Trainer:
         self._ready = True
 
     def _load_resume(self) -> None:
-        from zoo.train.checkpoint import load_checkpoint, restore_rng
-
         ckpt = load_checkpoint(self.resume)
         saved = ckpt.trainer.get("fingerprint", {})
         mine = self._fingerprint()
@@ -411,10 +402,6 @@ class Trainer:
 
     def _train_epoch(self, epoch: int, progress: Any) -> tuple[float, int]:
         """One pass over the training batches; returns (mean training loss, samples seen)."""
-        import torch
-
-        from zoo.runtime import distributed
-
         model, optimizer, loss_fn = self._train_module, self.optimizer, self.loss_fn
         task, expects, precision = self.task, self.expects, self.precision_plugin
         batches = self.train_batches
@@ -473,8 +460,6 @@ class Trainer:
         return out
 
     def _guard(self, losses: list[torch.Tensor], start: int, epoch: int, steps: int) -> None:
-        import torch
-
         recent = torch.stack(losses[start:])
         bad = ~torch.isfinite(recent)
         if bad.any():
@@ -528,9 +513,6 @@ class Trainer:
             The model, the final test metrics, the history and how training ended. With an
             ``out`` directory (rank 0 under ``torchrun``), the run directory is written too.
         """
-        from zoo.runtime import distributed
-        from zoo.train.progress import Progress
-
         t_start = time.perf_counter()
         started = datetime.now(UTC).isoformat(timespec="seconds")
         self._setup()
@@ -600,15 +582,15 @@ class Trainer:
 
     def evaluate(self, split: str = "test") -> dict[str, float]:
         """``{"loss", *metrics}`` of the current model on ``split`` (builds the model if needed)."""
-        from zoo.runtime.batches import make_batches
-
         self._setup()
         if split == "test":
             batches = self.test_batches
         elif split == "train":
             batches = self.train_eval_batches
         else:
-            data = api.load_dataset(self.dataset_entry.qualname, split, **self.dataset_kwargs)
+            data = api.load_dataset(
+                self.dataset_entry.qualname, split, data_dir=self.data_dir, **self.dataset_kwargs
+            )
             batches = make_batches(data, max(self.batch_size, EVAL_BATCH_SIZE), device=self.device)
         return evaluate_batches(
             self._eval_module, batches, task=self.task, loss_fn=self.loss_fn,
@@ -643,8 +625,6 @@ class Trainer:
             self._write_checkpoint(epoch, elapsed)
 
     def _write_checkpoint(self, epoch: int, elapsed: float) -> None:
-        from zoo.train.checkpoint import capture_rng, save_checkpoint
-
         save_checkpoint(
             self.out, epoch=epoch, model=self.model, optimizer=self.optimizer,
             scaler=self.precision_plugin.scaler,
@@ -680,8 +660,6 @@ def _sigint_deferred() -> Iterator[None]:
 
 def _check_epochs_left(checkpoint: Path, epochs: int) -> None:
     """Refuse a resume with nothing left to train (``epochs`` is the total, not a count more)."""
-    from zoo.train.checkpoint import checkpoint_epoch
-
     done = checkpoint_epoch(checkpoint)
     if done is None or epochs > done:
         return
@@ -738,8 +716,6 @@ Trainer.__init__.__signature__ = _init_signature()  # type: ignore[attr-defined]
 
 
 def _sync(device: torch.device) -> None:
-    import torch
-
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     elif device.type == "mps":

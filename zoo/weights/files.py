@@ -20,21 +20,24 @@ import threading
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch.nn import init
+
+from zoo import __version__
+from zoo._util.atomic import atomic_path, os_reason
 from zoo.errors import UnknownNameError, UsageError, WeightsError
 from zoo.models import build_model
 from zoo.registry.plugins import get_registry
-
-if TYPE_CHECKING:
-    import torch
 
 __all__ = [
     "FORMAT",
     "export",
     "load",
     "load_weights",
-    "os_reason",
     "read_header",
     "read_metadata",
     "split_shared",
@@ -69,11 +72,6 @@ def export(
     the module yourself and use :func:`load_weights`. Tied tensors are stored once. An
     unwritable ``path`` is a one-line :class:`~zoo.errors.WeightsError`.
     """
-    from safetensors.torch import save_file
-
-    from zoo import __version__
-    from zoo._util.atomic import atomic_path
-
     tensors, aliases = split_shared(model.state_dict())
     spec = getattr(model, "zoo_spec", None)
     meta: dict[str, Any] = {"format": FORMAT, "zoo_version": __version__}
@@ -112,14 +110,6 @@ def export(
     return path
 
 
-def os_reason(exc: OSError, path: str | os.PathLike) -> str:
-    """Why writing ``path`` failed, in a few words (names an ancestor that is not a directory)."""
-    for parent in reversed(Path(path).parents):
-        if parent.exists() and not parent.is_dir():
-            return f"{parent} is not a directory"
-    return exc.strerror or str(exc)
-
-
 def split_shared(
     state: Mapping[str, torch.Tensor],
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -134,8 +124,6 @@ def split_shared(
         ``(tensors, aliases)``: the tensors to store - on the CPU, contiguous, none sharing
         memory with another - and ``{alias key: stored key}``.
     """
-    import torch
-
     seen: dict[tuple[Any, ...], str] = {}
     used: set[tuple[str, int]] = set()  # storages a stored tensor already lives in
     tensors: dict[str, torch.Tensor] = {}
@@ -233,9 +221,6 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
 
 def _read_tensors(path: Path, device: str = "cpu") -> tuple[dict[str, torch.Tensor], dict]:
     """Validated tensors with aliases expanded, and the decoded metadata."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     meta = read_metadata(path)
     try:
         tensors = load_file(str(path), device=device)
@@ -280,8 +265,6 @@ def load(path: str | os.PathLike, device: str = "cpu") -> torch.nn.Module:
     tensors are assigned in place; a model that cannot be built that way is built normally.
     Tied parameters stay tied.
     """
-    import torch
-
     path = Path(path)
     tensors, meta = _read_tensors(path, device)
     if not meta.get("model"):
@@ -343,8 +326,6 @@ def _no_init_on_meta() -> Iterator[None]:
     Only meta tensors are skipped, so a model another thread builds meanwhile is initialised
     as usual.
     """
-    from torch.nn import init
-
     saved = {name: getattr(init, name) for name in _INITIALISERS if hasattr(init, name)}
 
     def skipping(original: Any) -> Any:

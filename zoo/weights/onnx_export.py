@@ -77,7 +77,7 @@ def export_onnx(
             if check and importlib.util.find_spec("onnxruntime") is not None:
                 _check(model, tmp, x, atol)
     except OSError as exc:
-        from zoo.weights.files import os_reason
+        from zoo._util.atomic import os_reason
 
         raise ZooError(f"cannot write {path}: {os_reason(exc, path)}") from None
     return path
