@@ -30,6 +30,23 @@ def test_harness_accuracy_runs_both_timers_interleaved(tmp_path, capsys):
     assert "spread (max/min of medians over 2 runs)" in printed
 
 
+def test_noise_detection_runs_every_scene(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location(
+        "noise_detection", BENCHMARKS / "noise_detection.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "noise.json"
+    args = ["--model", "linear", "--dataset", "circles", "--batch-size", "16", "--trials", "1"]
+    assert module.main([*args, "--min-run-time", "0.02", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert set(data["scenes"]) == {"quiet", "hog", "hog-midway"}
+    for scene in data["scenes"].values():
+        assert scene["trials"] == 1 == scene["spoiled"] + scene["clean"]
+        assert scene["flagged_harness_rule"] >= scene["flagged_old_rule"]
+    assert "hog-midway" in capsys.readouterr().out
+
+
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_gpu_check_script_is_valid_bash_and_requires_a_directory():
     script = BENCHMARKS / "gpu_check.sh"

@@ -126,8 +126,10 @@ def test_the_reference_hooks_register_as_a_real_plugin(make_plugin, monkeypatch,
     assert pretrained["kwargs"] == {"in_features": 2, "num_classes": 4}
     assert pretrained["files"][0]["url"].startswith("https://")
     assert zoo.info("my-bce")["expects"] == "probabilities"
-    datasets = zoo.info("my-net")["datasets"]  # multiclass features only
-    assert "my-data" in datasets and "iris" in datasets and "digits" not in datasets
+    datasets = zoo.info("my-net")["datasets"]
+    # multiclass only; a features model takes image datasets flattened (issue 10 item 3)
+    assert "my-data" in datasets and "iris" in datasets and "digits" in datasets
+    assert "diabetes" not in datasets and "circles" not in datasets
     assert zoo.list_losses("my-*") == ["my-bce", "my-focal"]
 
 
@@ -244,7 +246,8 @@ def test_following_the_guide_from_an_empty_folder_works(tmp_path):
     assert "2 passed" in out["pytest -q tests"]
     bench = out[next(k for k in out if k.startswith("zoo bench"))].splitlines()
     assert bench[0].split()[:2] == ["model", "dataset"]
-    rows = [line.split() for line in bench[2:] if line and not line.startswith("*")]
+    table = bench[2 : next(i for i, line in enumerate(bench) if line.startswith("*"))]
+    rows = [line.split() for line in table if line]  # the legend follows the "*" line
     assert {(r[0], "fit" if "fit" in r else "infer" if "infer" in r else "?") for r in rows} == {
         ("res-mlp", "infer"),
         ("res-mlp", "fit"),

@@ -39,9 +39,10 @@ def published(tmp_path):
 def test_publish_writes_a_verifiable_entry(published):
     _, registry, entry = published
     index = json.loads((registry / "index.json").read_text())
-    assert index["schema"] == 1
+    assert index["schema"] == 2  # issue 10: entries pin the model's plugin and distribution
     [raw] = index["entries"]
     assert raw["name"] == "mlp.test" and raw["model"] == "mlp" and raw["dataset"] == "iris"
+    assert (raw["plugin"], raw["dist"], raw["dist_version"]) == ("workflow", "zoo", zoo.__version__)
     assert raw["kwargs"] == {"in_features": 4, "num_classes": 3, "hidden": 6}
     assert raw["metrics"] == {"accuracy": 0.875} and raw["license"] == "MIT" and raw["created"]
     [f] = raw["files"]

@@ -162,7 +162,7 @@ def test_env_registry_shadowing_the_bundled_one_warns(registry, tmp_path, monkey
     assert str(registry) in line and hub.bundled_index() in line
 
 
-def test_a_registry_shadowing_a_plugin_declaration_names_the_plugin(make_plugin, registry, capsys):
+def test_a_plugin_declaration_for_its_own_mlp_shadows_nothing(make_plugin, registry, capsys):
     ref = hub.get_pretrained("mlp.test", str(registry)).files[0]
     decl = {"tag": "test", "kwargs": {"hidden": 3}, "files": [vars(ref) | {"url": ref.url}]}
     make_plugin(
@@ -179,9 +179,11 @@ def test_a_registry_shadowing_a_plugin_declaration_names_the_plugin(make_plugin,
         },
         {"clash": "clashpkg"},
     )
+    # issue 10: clash's mlp.test is for clash/mlp, the registry's for zoo's mlp: both are kept
     assert hub.get_pretrained("mlp.test", str(registry)).kwargs["hidden"] == 6
-    [line] = _warnings(capsys.readouterr().err)
-    assert "plugin clash" in line and str(registry) in line
+    assert hub.get_pretrained("clash/mlp.test", str(registry)).kwargs["hidden"] == 3
+    assert {"mlp.test", "clash/mlp.test"} <= set(hub.list_pretrained(registry=str(registry)))
+    assert _warnings(capsys.readouterr().err) == []
 
 
 # ---------------------------------------------------------------- 3. fetch says "cached"

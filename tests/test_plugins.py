@@ -11,6 +11,7 @@ import pytest
 import zoo
 from zoo.errors import AmbiguousNameError, PluginError, UnknownNameError
 from zoo.registry import plugins
+from zoo.registry.entries import Registry, make_entry
 
 GOOD_SOURCES = {
     "acme_zoo/__init__.py": """
@@ -172,10 +173,18 @@ def test_two_plugins_one_name_both_reachable(make_plugin):
     }
     make_plugin("clash-zoo", clash, entry_points={"clash": "clash_zoo"})
     models = zoo.list_models()
-    assert "clash/mlp" in models and "workflow/mlp" in models and "mlp" not in models
-    with pytest.raises(AmbiguousNameError, match="clash/mlp, workflow/mlp"):
-        zoo.create_model("mlp")
+    # issue 10: the first-party entry keeps its bare name, the plugin's is qualified
+    assert "clash/mlp" in models and "mlp" in models and "workflow/mlp" not in models
+    assert zoo.api.get_entry("model", "mlp").plugin == "workflow"
+    assert zoo.info("clash/mlp")["summary"] == "another mlp"
     assert zoo.info("workflow/mlp")["plugin"] == "workflow"
+    with pytest.raises(AmbiguousNameError, match="clash/mlp, other/mlp"):  # two third parties
+        third = [e for e in zoo.api.get_registry().entries("model") if not e.first_party]
+        Registry([*third, _other("mlp")]).get("model", "mlp")
+
+
+def _other(name: str):
+    return make_entry("model", name, "x.y:Z", {}, plugin="other", dist="other", version="1")
 
 
 def test_plugins_load_lazily_once(make_plugin, tmp_path):

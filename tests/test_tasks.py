@@ -32,7 +32,24 @@ def test_classification_metrics_match_sklearn(task, k):
     pred = tasks.predictions(task, aligned)
     got = tasks.compute_metrics(task, aligned, target, num_classes=k)
     assert got["accuracy"] == pytest.approx(skm.accuracy_score(target.long(), pred))
-    assert got["f1"] == pytest.approx(skm.f1_score(target.long(), pred, average="macro"))
+    average = "binary" if task == "binary" else "macro"  # what sklearn/torchmetrics call f1
+    assert got["f1"] == pytest.approx(skm.f1_score(target.long(), pred, average=average))
+
+
+@pytest.mark.parametrize(
+    "target, pred",
+    [
+        ([0, 0, 0, 0, 0, 0, 1, 1], [0, 0, 0, 0, 0, 1, 1, 0]),  # imbalanced: macro != binary
+        ([0, 0, 0, 0], [0, 0, 0, 0]),  # no positive at all: sklearn says 0.0
+        ([1, 1, 0, 0], [1, 1, 1, 1]),
+    ],
+)
+def test_binary_f1_is_the_positive_class_f1(target, pred):
+    y = torch.tensor(target, dtype=torch.float32)
+    logits = torch.tensor([2.0 if p else -2.0 for p in pred])
+    got = tasks.compute_metrics("binary", logits, y)
+    want = skm.f1_score(target, pred, average="binary", zero_division=0.0)
+    assert got["f1"] == pytest.approx(want)
 
 
 def test_align_only_drops_a_trailing_singleton_for_binary_and_regression():

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 import zoo
 from zoo import testing
 from zoo.cli import cli
-from zoo.errors import AmbiguousNameError, IncompatibleError, UnknownNameError
+from zoo.errors import IncompatibleError, UnknownNameError
 from zoo.registry import plugins
 
 FAULTY = {
@@ -386,7 +386,7 @@ def test_assert_helpers_raise_with_every_failure(faulty):
     with pytest.raises(AssertionError) as err:
         testing.run_checks("wrong-shape", "vector-loss", "shifty", "fine-net")
     text = str(err.value)
-    assert text.startswith("6 check(s) failed in 3 of 4 entries:")
+    assert text.startswith("9 check(s) failed in 3 of 4 entries:")  # wrong-shape: images too
     assert "model 'wrong-shape'" in text and "loss 'vector-loss'" in text
     assert "dataset 'shifty'" in text and "fine-net" not in text
     with pytest.raises(AssertionError, match="dead-param.*train-step"):
@@ -577,7 +577,7 @@ def test_check_cli_bad_input_is_one_line(faulty, make_plugin):
     cases = [
         (["check"], 2, "error: give a NAME or PLUGIN to check (or --all); see `zoo list`"),
         (["check", "wrong-shap"], 2, "error: unknown entry or plugin 'wrong-shap'; did you mean:"),
-        (["check", "mlp", "--dataset", "digits"], 2, "error: incompatible combination: model"),
+        (["check", "tinyvgg", "--dataset", "iris"], 2, "error: incompatible combination: model"),
         (["check", "mlp", "--dataset", "nope"], 2, "error: unknown dataset 'nope'"),
         (["check", "fine-net", "nope"], 2, "error: unknown entry or plugin 'nope'"),
         (["check", "faulty", "--dataset", "no"], 2, "error: unknown dataset 'no'"),
@@ -594,29 +594,34 @@ def test_check_cli_bad_input_is_one_line(faulty, make_plugin):
     assert result.exit_code == 2 and "--batch-size" in result.stderr
 
 
-def test_shared_names_are_ambiguous_until_qualified(make_plugin):
+def test_a_shared_name_is_zoo_s_own_until_qualified(make_plugin):
     source = (
         "import zoo\n\n@zoo.hookimpl\ndef register_models(register):\n"
-        "    register('mlp', 'zoo_workflow.models:MLP', input_kind='features')\n"
+        "    register('mlp', 'zoo_workflow.models:MLP', input_kind='features',"
+        " task='multiclass')\n"
     )
     make_plugin("clash-zoo", {"clash_zoo.py": source}, entry_points={"clash": "clash_zoo"})
-    with pytest.raises(AmbiguousNameError, match="clash/mlp, workflow/mlp"):
-        testing.check("mlp")
+    # issue 10: the bare name stays zoo's own mlp; the plugin's is reachable as clash/mlp
+    report = testing.check("mlp", datasets=["iris"])
+    assert [(e.plugin, e.name, e.status) for e in report] == [("workflow", "mlp", "pass")]
     report = testing.check("clash/mlp", datasets=["iris"])
     assert [(e.plugin, e.name, e.status) for e in report] == [("clash", "mlp", "pass")]
     with pytest.raises(UnknownNameError):
         testing.check_entry("no-such-thing")
     with pytest.raises(IncompatibleError):
-        testing.check_model("clash/mlp", datasets=["digits"])
+        testing.check_model("clash/mlp", datasets=["diabetes"])
 
 
 def test_dataset_filter_keeps_compatible_shapes_and_skips_the_rest():
-    report = testing.check_model("mlp", datasets=["digits", "iris"])
+    report = testing.check_model("mlp", datasets=["digits", "iris"])  # digits: flattened
     assert report.status == "pass"
-    assert ("build", "digits", "skip") in [(r.check, r.where, r.status) for r in report.results]
     assert {r.where for r in report.results if r.status == "pass" and r.where} == {
-        "iris (multiclass, 4 -> 3)"
+        "digits (multiclass, 1x8x8 -> 10)",
+        "iris (multiclass, 4 -> 3)",
     }
+    report = testing.check_model("tinyvgg", datasets=["digits", "iris"])
+    assert report.status == "pass"
+    assert ("build", "iris", "skip") in [(r.check, r.where, r.status) for r in report.results]
     # through a plugin, an entry that fits none of the datasets is skipped, not an error
     plugin = testing.check("workflow", datasets=["iris"])
     regression = plugin.get("linear-regression")

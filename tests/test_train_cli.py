@@ -223,3 +223,62 @@ def test_predict_bad_inputs(run_dir, tmp_path):
     assert "neither a run directory nor a weights file" in one_line_error(
         zoo_cli("predict", tmp_path / "missing", "--input", tmp_path / "wide.npy")
     )
+
+
+# -- threads: --threads, else $OMP_NUM_THREADS, else the physical cores per process -----------
+
+
+def test_train_threads_flag_is_used_recorded_and_torch_s_count_restored(tmp_path):
+    torch.set_num_threads(2)  # the caller's own count
+    result = train(tmp_path / "r", "--epochs", "1", "--quiet", "--threads", "1")
+    assert result.exit_code == 0, result.output
+    info = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert info["settings"]["threads"] == 1 and info["device"]["threads"] == 1
+    assert torch.get_num_threads() == 2
+
+
+def test_train_without_threads_follows_omp_num_threads(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(2)  # torch's default would be every core
+    result = train(tmp_path / "r", "--epochs", "1", "--quiet")
+    assert result.exit_code == 0, result.output
+    info = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert info["settings"]["threads"] is None and info["device"]["threads"] == 1
+    assert torch.get_num_threads() == 2
+
+
+def test_trainer_evaluate_and_predict_run_with_the_threads_asked_for():
+    seen: list[int] = []
+    model = zoo.create_model("mlp", dataset="circles")
+    model.register_forward_hook(lambda *_: seen.append(torch.get_num_threads()))
+    torch.set_num_threads(1)
+    zoo.Trainer(model, "circles", epochs=1, device="cpu", quiet=True, threads=2).fit()
+    X, _ = zoo.load_dataset("circles", "test")
+    zoo.predict(model, X, threads=2)
+    zoo.evaluate(model, "circles", threads=2)
+    assert seen and set(seen) == {2}
+    assert torch.get_num_threads() == 1
+
+
+def test_evaluate_and_predict_take_threads(run_dir, tmp_path):
+    X, _ = zoo.load_dataset("circles", "test")
+    np.save(tmp_path / "x.npy", X.numpy())
+    torch.set_num_threads(1)
+    evaluated = zoo_cli("evaluate", run_dir, "--threads", "2", "--json")
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.stdout)["metrics"] == zoo.evaluate(run_dir)
+    predicted = zoo_cli("predict", run_dir, "-i", tmp_path / "x.npy", "--threads", "2")
+    assert predicted.exit_code == 0, predicted.output
+    assert torch.get_num_threads() == 1
+
+
+def test_threads_zero_is_one_line_for_train_evaluate_and_predict(run_dir, tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((2, 2), dtype=np.float32))
+    message = "error: threads must be a positive integer, got 0"
+    assert one_line_error(train(tmp_path / "r", "--threads", "0")) == message
+    assert not (tmp_path / "r").exists()
+    assert one_line_error(zoo_cli("evaluate", run_dir, "--threads", "0")) == message
+    assert (
+        one_line_error(zoo_cli("predict", run_dir, "-i", tmp_path / "x.npy", "--threads", "0"))
+        == message
+    )

@@ -19,7 +19,7 @@ import zoo
 from zoo import api
 from zoo.cli import cli
 from zoo.cli.train import parse_kwargs
-from zoo.errors import AmbiguousNameError, UsageError
+from zoo.errors import UsageError
 from zoo.train.checkpoint import load_checkpoint
 
 
@@ -84,8 +84,9 @@ def register_losses(register):
 
 def test_qualified_names_train_resume_evaluate_and_predict(make_plugin, tmp_path):
     make_plugin("zoo-clash", {"clash/__init__.py": CLASH}, entry_points={"clash": "clash"})
-    with pytest.raises(AmbiguousNameError):
-        api.get_entry("model", "mlp")  # the clash is real
+    # the clash is real, and the bare name stays zoo's own (issue 10 item 2)
+    assert api.get_entry("model", "mlp").plugin == "workflow"
+    assert api.get_entry("model", "clash/mlp").plugin == "clash"
     run = tmp_path / "run"
     result = zoo_cli("train", "-m", "workflow/mlp", "-d", "datasets/circles", "--loss",
                      "losses/bce-with-logits", "--model-arg", "hidden=[4]", "--epochs", "1",

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo._util.jsonio import jsonable
+from zoo._util.log import get_logger
 from zoo.errors import IncompatibleError, UnknownNameError, UsageError, ZooError
 from zoo.models import build_model, model_kwargs
 from zoo.registry.entries import Entry
-from zoo.registry.plugins import get_registry
+from zoo.registry.plugins import get_registry, missing_reason, pinned_entry
 from zoo.tasks import contracts as tasks
 from zoo.tasks.contracts import accepted_kwargs
 
@@ -48,6 +49,8 @@ __all__ = [
     "shape_inputs",
 ]
 
+logger = get_logger(__name__)
+
 SPLITS = ("train", "val", "test")
 EVAL_BATCH_SIZE = 256
 
@@ -55,10 +58,14 @@ EVAL_BATCH_SIZE = 256
 def list_models(pattern: str | list[str] | None = None, pretrained: bool = False) -> list[str]:
     """Registered model names matching ``pattern`` (fnmatch); with ``pretrained``, only those
     that have at least one pretrained entry."""
-    names = get_registry().names("model", pattern)
+    registry = get_registry()
+    names = registry.names("model", pattern)
     if pretrained:
-        have = {p.split(".", 1)[0] for p in list_pretrained()}
-        names = [n for n in names if n.split("/")[-1] in have]
+        from zoo.hub.entries import model_entry
+        from zoo.hub.index import all_entries
+
+        have = {m.qualname for e in all_entries().values() if (m := model_entry(e)) is not None}
+        names = [n for n in names if registry.get("model", n).qualname in have]
     return names
 
 
@@ -85,7 +92,9 @@ def get_entry(kind: str, name: str) -> Entry:
 
 
 def info(name: str) -> dict[str, Any]:
-    """Describe every entry called ``name`` (model, loss, dataset or pretrained ``model.tag``)."""
+    """Describe what ``name`` means: a model, loss or dataset (bare, ``plugin/name`` or
+    ``dist:plugin/name``; one per kind that has it) or a pretrained entry (``model.tag``,
+    ``plugin/model.tag``)."""
     registry = get_registry()
     found = registry.find(name)
     if not found and "." in name:
@@ -94,10 +103,8 @@ def info(name: str) -> dict[str, Any]:
         return hub.get_pretrained(name).to_dict()
     if not found:
         raise UnknownNameError(registry.unknown_message(name))
-    if len(found) > 1 and "/" not in name:
-        kinds = {e.kind for e in found}
-        if len(kinds) == 1:
-            registry.get(found[0].kind, name)  # raises the ambiguity error
+    for kind in {e.kind for e in found}:
+        registry.get(kind, name)  # a bare name two third-party entries share: ambiguous
     return _describe(found[0]) if len(found) == 1 else {"entries": [_describe(e) for e in found]}
 
 
@@ -111,7 +118,7 @@ def _describe(entry: Entry) -> dict[str, Any]:
         ]
         from zoo.hub import index as hub
 
-        out["pretrained"] = hub.list_pretrained(f"{entry.name}.*")
+        out["pretrained"] = hub.pretrained_for(entry)
     elif entry.kind == "loss":
         out["expects"] = entry.meta.get("expects", "logits")
     elif entry.kind == "dataset":
@@ -129,17 +136,26 @@ def create_model(
     ``dataset`` fills ``in_features``/``in_channels``/``image_size``/``num_classes`` from that
     dataset (only those the model accepts); ``defaults`` and then ``kwargs`` override them.
     ``pretrained="tag"`` builds with the pretrained entry's kwargs and loads its weights
-    (fetched and verified into the cache first).
+    (fetched and verified into the cache first): the entry ``NAME.tag`` published for exactly
+    this model entry (``create_model("dup/mlp", pretrained="circles")`` is ``dup/mlp.circles``);
+    an entry of that name for another model is refused with one line.
     """
     registry = get_registry()
     entry = registry.get("model", name)
     if pretrained is not None:
+        from zoo.hub import cache
         from zoo.hub import index as hub
+        from zoo.hub.entries import model_entry, qualified_name
         from zoo.weights import files as weights
 
-        found = hub.get_pretrained(f"{entry.name}.{pretrained}")
+        found = hub.get_pretrained(f"{registry.name_of(entry)}.{pretrained}")
+        if model_entry(found) is not entry:
+            raise UsageError(
+                f"pretrained entry {qualified_name(found)} holds weights for "
+                f"{found.pin.describe()}, not for model {entry.qualname!r}"
+            )
         model = build_model(entry, {**found.kwargs, **kwargs}, dataset=found.dataset)
-        weights.load_weights(model, hub.fetch(found.name))
+        weights.load_weights(model, cache.fetch_entry(found))
         return model
     data_entry = None
     if dataset is not None:
@@ -208,6 +224,22 @@ def load_dataset(
 # ---------------------------------------------------------------- evaluate and predict
 
 
+def _with_threads(fn: Any) -> Any:
+    """Run ``fn`` with its ``threads`` keyword's intra-op threads (the one rule of
+    :func:`zoo.runtime.threads.use_threads`); torch's own count is restored after the call."""
+    import functools
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        from zoo.runtime.threads import use_threads
+
+        with use_threads(kwargs.get("threads")):
+            return fn(*args, **kwargs)
+
+    return call
+
+
+@_with_threads
 def evaluate(
     run_or_weights_or_entry: str | os.PathLike[str] | torch.nn.Module,
     dataset: str | None = None,
@@ -218,6 +250,7 @@ def evaluate(
     device: str = "cpu",
     dataset_kwargs: dict[str, Any] | None = None,
     data_dir: str | os.PathLike[str] | None = None,
+    threads: int | None = None,
 ) -> dict[str, float]:
     """Evaluate a trained model on one split of a dataset, as ``zoo evaluate`` does.
 
@@ -232,6 +265,8 @@ def evaluate(
         dataset_kwargs: default the run's own on its own dataset, else none.
         data_dir: root of local dataset files (passed as ``root=``); default the run's recorded
             one while that directory exists.
+        threads: intra-op CPU threads for the call (default ``$OMP_NUM_THREADS``, else the
+            physical cores per process); torch's own count is restored after.
 
     Returns:
         ``{"loss", *the task's metrics}``.
@@ -256,14 +291,14 @@ def evaluate(
     if data_dir is None and train.get("data_dir") and Path(train["data_dir"]).is_dir():
         data_dir = train["data_dir"]  # the data the run was trained on
     own = dataset is None or dataset == meta.get("dataset")
-    dataset = dataset or _recorded_dataset(meta)
+    dataset = dataset or _recorded_dataset(meta, path)
     if not dataset:
         raise UsageError(f"{path} does not record its dataset; pass a dataset (--dataset)")
     if own:
         if dataset_kwargs is None:
             dataset_kwargs = train.get("dataset_kwargs") or {}
         if loss is None:
-            loss = _recorded_entry(train, "loss")  # the loss it was trained with
+            loss = _recorded_loss(meta, path)  # the loss it was trained with, if installed
     dev = resolve_device(device)
     model = weights.load(path, device=str(dev))
     return evaluate_model(
@@ -272,6 +307,7 @@ def evaluate(
     )  # fmt: skip
 
 
+@_with_threads
 def predict(
     run_or_weights_or_entry: str | os.PathLike[str] | torch.nn.Module,
     inputs: torch.Tensor | np.ndarray | Any,
@@ -279,6 +315,7 @@ def predict(
     raw: bool = False,
     batch_size: int = EVAL_BATCH_SIZE,
     device: str = "cpu",
+    threads: int | None = None,
 ) -> torch.Tensor:
     """Predict with a trained model, as ``zoo predict`` does.
 
@@ -292,6 +329,7 @@ def predict(
         inputs: a tensor, array or nested list: one sample, or one per row. Arrays and lists
             of floats become float32.
         raw: the model's outputs (logits, values) instead of labels.
+        threads: intra-op CPU threads for the call, as for :func:`evaluate`.
 
     Returns:
         Predictions on the CPU: labels for classification, values for regression.
@@ -331,14 +369,16 @@ def resolve_weights(run_or_weights_or_entry: str | os.PathLike[str]) -> Path:
     """The weights file a ``RUN|WEIGHTS|ENTRY`` argument names.
 
     A run directory gives its ``model.safetensors``, a file itself; a name that is no file but
-    a pretrained entry (``tinyvgg.digits``) is fetched into the cache first.
+    a pretrained entry (``tinyvgg.digits``, ``vision/tinyvgg.digits``) is fetched into the cache
+    first.
     """
     from zoo.hub.entries import ENTRY_NAME
     from zoo.weights.source import resolve_weights as resolve_path
 
     text = os.fspath(run_or_weights_or_entry)
     key = text.strip().lower()
-    if not Path(text).exists() and ENTRY_NAME.match(key) and not key.endswith(".safetensors"):
+    bare = key.rpartition("/")[2]  # a qualified entry: workflow/mlp.circles
+    if not Path(text).exists() and ENTRY_NAME.match(bare) and not key.endswith(".safetensors"):
         from zoo.hub.index import fetch
 
         try:
@@ -483,21 +523,40 @@ def _train_record(meta: dict[str, Any]) -> dict[str, Any]:
     return train if isinstance(train, dict) else {}
 
 
-def _recorded_dataset(meta: dict[str, Any]) -> str | None:
-    """The weights' dataset as ``plugin/name`` when recorded and still registered, else bare."""
-    return _recorded_entry(_train_record(meta), "dataset") or meta.get("dataset")
+def _recorded_dataset(meta: dict[str, Any], source: Path | None = None) -> str | None:
+    """The qualified name of the dataset the weights pin (``None`` if they pin none).
+
+    With ``source`` (evaluate, which loads the dataset) a pinned dataset that is not here is a
+    one-line error naming what to install; without (predict, which only wants its shape),
+    ``None``.
+    """
+    from zoo.weights.files import read_pins
+
+    pin = read_pins(meta, source or "").get("dataset")
+    if pin is None:
+        return None
+    if source is not None:
+        return pinned_entry(pin, source=str(source)).qualname
+    entry = get_registry().pinned(pin)
+    return entry.qualname if entry is not None else None
 
 
-def _recorded_entry(train: dict[str, Any], kind: str) -> str | None:
-    """``plugin/name`` of the run's ``kind`` entry if recorded and still registered, else bare."""
-    ref = (train.get("entries") or {}).get(kind)
-    if ref:
-        try:
-            get_entry(kind, ref)
-            return ref
-        except UnknownNameError:
-            pass
-    return train.get(kind)
+def _recorded_loss(meta: dict[str, Any], source: Path) -> str | None:
+    """The qualified name of the loss the weights were trained with, when it is installed.
+
+    Metrics do not need the training loss: when its plugin is gone this logs a warning and
+    returns ``None``, so the task's default loss is reported instead.
+    """
+    from zoo.weights.files import read_pins
+
+    pin = read_pins(meta, source).get("loss")
+    if pin is None:
+        return None
+    entry = get_registry().pinned(pin)
+    if entry is not None:
+        return entry.qualname
+    logger.warning("%s: %s; reporting the task's default loss instead", source, missing_reason(pin))
+    return None
 
 
 def _task_and_shape(

@@ -6,6 +6,17 @@ The CLI prints any :class:`ZooError` as one ``error: ...`` line (no traceback un
 
 from __future__ import annotations
 
+__all__ = [
+    "AmbiguousNameError",
+    "FetchError",
+    "IncompatibleError",
+    "PluginError",
+    "UnknownNameError",
+    "UsageError",
+    "WeightsError",
+    "ZooError",
+]
+
 
 class ZooError(Exception):
     """Base class: a clear, one-line problem report."""

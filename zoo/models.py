@@ -2,26 +2,41 @@
 
 ``build_model`` is the one place a model entry's target is called; the result carries
 ``model.zoo_spec`` so export records exactly what was built.
+
+A model that takes features (``input_kind="features"``, declared or inferred from a target that
+accepts ``in_features`` but neither ``in_channels`` nor ``image_size``) built for an image
+dataset is wrapped in :class:`FlattenInputs`: ``(N, C, H, W)`` batches reach it as
+``(N, C*H*W)``, and ``in_features`` is ``C*H*W``. The flatten is part of the built model, so
+training, ``zoo.export`` (which records ``flatten`` in the file), ``zoo.load``, ONNX export and
+``zoo predict`` all run the same function. The wrapper's ``state_dict`` is the inner model's,
+key for key, so weights move between the wrapped and the bare model.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from zoo.errors import UsageError
+from zoo.errors import UsageError, ZooError
 from zoo.registry.entries import Entry
+from zoo.registry.plugins import get_registry
 from zoo.tasks import contracts as tasks
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["ModelSpec", "build_model", "model_kwargs"]
+# FlattenInputs is defined on first use (module __getattr__), so torch is not imported here.
+__all__ = ["FlattenInputs", "ModelSpec", "build_model", "model_kwargs"]  # noqa: F822
 
 
 @dataclass
 class ModelSpec:
-    """How a model was built, attached as ``model.zoo_spec`` so export can record it."""
+    """How a model was built, attached as ``model.zoo_spec`` so export can record it.
+
+    ``flatten``: the target's model sits inside :class:`FlattenInputs` (a features model built
+    for image data).
+    """
 
     model: str
     kwargs: dict[str, Any]
@@ -30,6 +45,7 @@ class ModelSpec:
     version: str
     dataset: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    flatten: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -47,9 +63,28 @@ def model_kwargs(entry: Entry, dataset: Entry | None, user: dict[str, Any]) -> d
 
 
 def build_model(
-    entry: Entry, kwargs: dict[str, Any], dataset: str | None = None
+    entry: Entry,
+    kwargs: dict[str, Any],
+    dataset: str | Entry | None = None,
+    *,
+    flatten: bool | None = None,
 ) -> torch.nn.Module:
-    """Call a model entry's target with exactly ``kwargs`` and tag the result with its spec."""
+    """Call a model entry's target with exactly ``kwargs`` and tag the result with its spec.
+
+    Args:
+        entry: the model entry.
+        kwargs: passed to the target as they are.
+        dataset: the dataset (entry, or registered name) the model is built for; its name is
+            recorded in the spec.
+        flatten: wrap the model in :class:`FlattenInputs`. ``None`` (the default) decides it
+            from the entry and the dataset (:func:`zoo.tasks.contracts.flattens`); a dataset
+            name that is not registered gives no flatten.
+    """
+    data_entry = dataset if isinstance(dataset, Entry) else None
+    if flatten is None:
+        if data_entry is None and dataset is not None:
+            data_entry = _registered_dataset(dataset)
+        flatten = data_entry is not None and tasks.flattens(entry, data_entry)
     try:
         model = entry.load()(**kwargs)
     except TypeError as exc:
@@ -60,12 +95,67 @@ def build_model(
         raise UsageError(
             f"model {entry.name!r}: target returned {type(model).__name__}, not nn.Module"
         )
+    if flatten:
+        model = _flatten_inputs()(model)
     model.zoo_spec = ModelSpec(
         model=entry.name,
         kwargs=dict(kwargs),
         plugin=entry.plugin,
         dist=entry.dist,
         version=entry.version,
-        dataset=dataset,
+        dataset=dataset.name if isinstance(dataset, Entry) else dataset,
+        flatten=bool(flatten),
     )
     return model
+
+
+def _registered_dataset(name: str) -> Entry | None:
+    try:
+        return get_registry().get("dataset", name)
+    except ZooError:
+        return None
+
+
+@functools.cache
+def _flatten_inputs() -> type:
+    """The :class:`FlattenInputs` class, defined on first use (``import zoo`` stays torch-free)."""
+    from torch import nn
+
+    class FlattenInputs(nn.Module):
+        """``model(x.flatten(1))``: a model that takes features, fed image batches.
+
+        ``state_dict()`` holds the inner model's keys as they are (no ``model.`` prefix) and
+        ``load_state_dict`` takes them so: a weights file of the wrapped model loads into the
+        bare one and back.
+        """
+
+        def __init__(self, model: nn.Module) -> None:
+            super().__init__()
+            self.flatten = nn.Flatten()
+            self.model = model
+
+        def forward(self, x: Any, *args: Any, **kwargs: Any) -> Any:
+            return self.model(self.flatten(x), *args, **kwargs)
+
+        def state_dict(
+            self, *args: Any, destination: Any = None, prefix: str = "", keep_vars: bool = False
+        ) -> Any:
+            return self.model.state_dict(
+                *args, destination=destination, prefix=prefix, keep_vars=keep_vars
+            )
+
+        def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any) -> None:
+            # The keys are the inner model's: move them under its prefix before loading.
+            keys = [k for k in state_dict if k.startswith(prefix)]
+            moved = {f"{prefix}model.{k[len(prefix) :]}": state_dict.pop(k) for k in keys}
+            state_dict.update(moved)
+            super()._load_from_state_dict(state_dict, prefix, *args)
+
+    FlattenInputs.__module__, FlattenInputs.__qualname__ = __name__, "FlattenInputs"
+    return FlattenInputs
+
+
+def __getattr__(name: str) -> Any:
+    if name == "FlattenInputs":
+        return _flatten_inputs()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

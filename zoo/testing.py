@@ -4,19 +4,19 @@ In the spirit of scikit-learn's ``check_estimator``: each registered model, loss
 is exercised against the contracts zoo relies on, and every failure names the entry, the
 check and what was expected versus what was found.
 
-- A **model** (:mod:`zoo.checks_model`) is built with the standard kwargs for each shape of
+- A **model** (:mod:`zoo.checks.model`) is built with the standard kwargs for each shape of
   compatible registered dataset (synthetic inputs of that shape, no data is loaded); its output
   has the shape the task needs; two passes under ``eval()`` + ``inference_mode()`` agree; one
   training step reaches every parameter that requires grad; a safetensors export/load round
   trip gives identical outputs.
-- A **loss** (:mod:`zoo.checks_loss`) accepts each of its tasks' output/target pairs (after the
+- A **loss** (:mod:`zoo.checks.loss`) accepts each of its tasks' output/target pairs (after the
   probabilities or log-probabilities its ``expects`` asks for) and returns a finite scalar with
   gradients.
-- A **dataset** (:mod:`zoo.checks_dataset`) loads both splits with the declared shape, dtypes
+- A **dataset** (:mod:`zoo.checks.dataset`) loads both splits with the declared shape, dtypes
   and class range, the same way twice. Missing files make it *skipped* (with the reason).
 
 This module picks what to check (a name, a plugin, everything); results are
-:mod:`zoo.checks_report`'s. Use from pytest::
+:mod:`zoo.checks.report`'s. Use from pytest::
 
     from zoo.testing import assert_plugin_ok, check_model
 
@@ -154,7 +154,12 @@ def _records_named(name: str) -> list[PluginRecord]:
 
 def _entries_of(record: PluginRecord) -> list[Entry]:
     registry = get_registry()
-    return [e for kind in KINDS for e in registry.entries(kind) if e.plugin == record.name]
+    return [
+        e
+        for kind in KINDS
+        for e in registry.entries(kind)
+        if e.plugin == record.name and e.dist == record.dist
+    ]
 
 
 def _targets(name: str) -> list[tuple[Entry | PluginRecord, bool]]:
@@ -208,7 +213,8 @@ def _check_leniently(entry: Entry, options: dict[str, Any]) -> EntryReport:
 
 
 def _plugin_report(record: PluginRecord) -> EntryReport:
-    """The ``load`` check of one plugin: it imported, ran its hooks and registered something."""
+    """The ``load`` check of one plugin (it imported, ran its hooks and registered something)
+    and its ``names`` check (it takes no first-party name)."""
     report = EntryReport("plugin", record.name, record.name, record.value)
     if record.status == "failed":
         report.add("load", record.dist, FAIL, f"expected the plugin to load, found {record.error}")
@@ -222,6 +228,9 @@ def _plugin_report(record: PluginRecord) -> EntryReport:
             f"{n} {PLURALS[kind] if n != 1 else kind}" for kind, n in sorted(record.entries.items())
         )
         report.add("load", record.dist, PASS, f"registered {counts}")
+    if record.warnings:
+        found = "; ".join(record.warnings)
+        report.add("names", record.dist, FAIL, f"expected no first-party name taken, found {found}")
     return report
 
 

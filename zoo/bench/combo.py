@@ -7,6 +7,14 @@ step (:func:`zoo.runtime.step.train_step`: forward, loss, zero_grad, backward, o
 Any failure becomes the row's ``error``; an out-of-memory on an accelerator halves the batch
 size until it fits and records the size that ran.
 
+Each row runs with the thread count of :func:`zoo.runtime.threads.use_threads` (recorded in the
+row; torch's count is restored after it). Its peak memory is that of building the model and
+the batch and running the first :data:`MEMORY_STEPS` steps, under a
+:class:`~zoo.bench.environment.MemoryProbe` (allocator-level, so the same whatever ran
+before); the timing runs after, outside the probe. A ``fit`` row first runs those steps as a
+warm-up, and its samples/s is the median over the epochs after the first, so neither the
+process's nor the model's one-time costs count.
+
 ``python -m zoo.bench.combo SPEC_JSON`` runs one combination in a fresh process (``--isolate``)
 and prints its row as one JSON line prefixed with ``ROW_MARKER``.
 """
@@ -19,33 +27,40 @@ import os
 import statistics
 import sys
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from zoo import api
-from zoo.bench.environment import MemoryProbe, synchronizer
+from zoo.bench.environment import MemoryProbe, process_peak_rss, synchronizer
 from zoo.bench.rows import ROW_MARKER, Combo, Settings, empty_row
-from zoo.bench.timing import Measurement, measure
+from zoo.bench.timing import Measurement, measure, noise_reason, spread
 from zoo.runtime.device import device_name, resolve_device
 from zoo.runtime.precision import Precision
 from zoo.runtime.step import train_step
+from zoo.runtime.threads import use_threads
 from zoo.tasks import contracts as tasks
 from zoo.train.optim import create_optimizer
 from zoo.train.trainer import Trainer
 from zoo.weights.files import export
 
 __all__ = [
+    "MEMORY_STEPS",
     "decay_on_oom",
     "fit_curve",
+    "fit_speed",
     "is_oom",
     "main",
     "run_combo",
     "time_infer",
     "time_train",
 ]
+
+MEMORY_STEPS = 2  # steps inside the memory probe: the first allocates Adam's state, the second
+# runs with it (the steady state of training)
 
 
 def run_combo(combo: Combo, settings: Settings, cache: dict | None = None) -> dict[str, Any]:
@@ -55,10 +70,15 @@ def run_combo(combo: Combo, settings: Settings, cache: dict | None = None) -> di
     """
     row = empty_row(combo)
     row["torch_version"] = torch.__version__
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
-    row["threads"] = torch.get_num_threads()
     cache = {} if cache is None else cache
+    with use_threads(settings.threads) as threads:
+        row["threads"] = threads
+        _run_row(combo, settings, cache, row)
+    return row
+
+
+def _run_row(combo: Combo, settings: Settings, cache: dict, row: dict[str, Any]) -> None:
+    """Fill ``row``; a failure of the work goes in its ``error``."""
     device = None
     try:
         device = resolve_device(combo.device)  # "cuda" -> "cuda:N": the CUDA calls need an index
@@ -78,7 +98,6 @@ def run_combo(combo: Combo, settings: Settings, cache: dict | None = None) -> di
         row["error"] = _one_line(exc)
     finally:
         _release(device)
-    return row
 
 
 def _current_device(device: torch.device) -> AbstractContextManager[Any]:
@@ -98,49 +117,61 @@ def _run_mode(
     _initialise_torch_once()
     split = "test" if combo.mode == "infer" else "train"
     data = _load(combo.dataset, split, cache)  # loading stays outside the memory probe
-    with MemoryProbe(device) as probe:
-        if combo.mode == "fit":
-            _fit(combo, settings, device, batch, row)
-        else:
-            _fill_timing(row, _time_step(combo, settings, device, data, batch, row), batch)
-    row["peak_memory_bytes"] = probe.peak()
-    row["memory_kind"] = probe.kind
+    work = _probe_memory(combo, settings, device, data, batch, row)
+    if combo.mode == "fit":
+        del work  # the warm-up's model and optimizer state go before the trainer builds its own
+        _fit(combo, settings, device, batch, row)
+        return
+    _describe_model(work.model, row)
+    with work.context():
+        m = measure(
+            work.step,
+            min_run_time=settings.min_run_time,
+            warmup=settings.warmup,
+            sync=synchronizer(device),
+        )
+    _fill_timing(row, m, batch)
 
 
-def _time_step(
+@dataclass
+class _Work:
+    """What one timed call runs (``step``), inside a fresh ``context()``, on ``model``."""
+
+    model: torch.nn.Module
+    step: Callable[[], Any]
+    context: Callable[[], AbstractContextManager[Any]]
+
+
+def _probe_memory(
     combo: Combo,
     settings: Settings,
     device: torch.device,
     data: Any,
     batch: int,
     row: dict[str, Any],
-) -> Measurement:
-    """Build the model and one batch on ``device`` (moved once), then time infer or train."""
-    torch.manual_seed(settings.seed)
-    model = api.create_model(combo.model, dataset=combo.dataset).to(device)
-    _describe_model(model, row)
-    x, y = _batch(data, batch, device)
-    if combo.mode == "infer":
-        return time_infer(
-            model,
-            x,
-            device,
-            combo.precision,
-            min_run_time=settings.min_run_time,
-            warmup=settings.warmup,
-        )
-    return time_train(
-        model,
-        x,
-        y,
-        loss=combo.loss,
-        task=row["task"],
-        device=device,
-        precision=combo.precision,
-        lr=settings.lr,
-        min_run_time=settings.min_run_time,
-        warmup=settings.warmup,
-    )
+) -> _Work:
+    """Build the model and one batch on ``device`` (moved once) and run :data:`MEMORY_STEPS`
+    steps of the row's work (a ``fit`` row: training steps) under a memory probe; record the
+    peak in ``row``. Returns the work, ready to be timed."""
+    sync = synchronizer(device)
+    with MemoryProbe(device) as probe:
+        torch.manual_seed(settings.seed)
+        model = api.create_model(combo.model, dataset=combo.dataset).to(device)
+        x, y = _batch(data, batch, device)
+        if combo.mode == "infer":
+            work = _infer_work(model, x, device, combo.precision)
+        else:
+            work = _train_work(
+                model, x, y, loss=combo.loss or "", task=row["task"], device=device,
+                precision=combo.precision, lr=settings.lr,
+            )  # fmt: skip
+        with work.context():
+            for _ in range(MEMORY_STEPS):
+                work.step()
+            sync()
+    row["peak_memory_bytes"] = probe.peak()
+    row["memory_kind"] = probe.kind
+    return work
 
 
 def _cap_cuda_memory(device: torch.device) -> None:
@@ -155,8 +186,8 @@ _INITIALISED = False
 
 
 def _initialise_torch_once() -> None:
-    """Pay torch's one-time lazy imports (the optimizer's pull in ~150 MiB) before any memory
-    probe, so a row's peak memory is its own work, not the first row's library loading."""
+    """Pay torch's one-time lazy imports (the optimizer's pull in ~150 MiB) before the first
+    row, so that row's warm-up and time are its own work, not library loading."""
     global _INITIALISED
     if _INITIALISED:
         return
@@ -165,6 +196,56 @@ def _initialise_torch_once() -> None:
     (weight.grad,) = torch.autograd.grad((weight * 2).sum(), weight)
     optimizer.step()
     _INITIALISED = True
+
+
+def _infer_work(
+    model: torch.nn.Module, x: torch.Tensor, device: torch.device, precision: str
+) -> _Work:
+    """``model(x)`` under ``eval()`` + ``inference_mode()`` + the precision's autocast."""
+    model.eval()
+    amp = Precision(precision, device)
+
+    def context() -> AbstractContextManager[Any]:
+        stack = ExitStack()
+        stack.enter_context(torch.inference_mode())
+        stack.enter_context(amp.forward_context())
+        return stack
+
+    return _Work(model, lambda: model(x), context)
+
+
+def _train_work(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    loss: str,
+    task: str,
+    device: torch.device,
+    precision: str,
+    lr: float,
+) -> _Work:
+    """One :func:`zoo.runtime.step.train_step` per call, set up as the trainer sets it up."""
+    entry = api.get_entry("loss", loss)
+    expects = entry.meta.get("expects", "logits")
+    loss_fn = api.create_loss(entry.qualname).to(device)
+    optimizer = create_optimizer("adam", model.parameters(), lr=lr)
+    amp = Precision(precision, device)
+    model.train()
+
+    def step() -> None:
+        train_step(
+            model,
+            x,
+            y,
+            loss_fn=loss_fn,
+            optimizer=optimizer,
+            precision=amp,
+            task=task,
+            expects=expects,
+        )
+
+    return _Work(model, step, nullcontext)
 
 
 def time_infer(
@@ -178,13 +259,10 @@ def time_infer(
 ) -> Measurement:
     """Latency of ``model(x)`` under ``eval()`` + ``inference_mode()`` (+ the precision's
     autocast), synchronised on ``device``."""
-    model.eval()
-    with torch.inference_mode(), Precision(precision, device).forward_context():
+    work = _infer_work(model, x, device, precision)
+    with work.context():
         return measure(
-            lambda: model(x),
-            min_run_time=min_run_time,
-            warmup=warmup,
-            sync=synchronizer(device),
+            work.step, min_run_time=min_run_time, warmup=warmup, sync=synchronizer(device)
         )
 
 
@@ -207,26 +285,8 @@ def time_train(
     uses by default) and the precision are set up once, as the trainer sets them up; each
     timed call is one step: forward (autocast), loss, ``zero_grad``, backward, optimizer step.
     """
-    entry = api.get_entry("loss", loss)
-    expects = entry.meta.get("expects", "logits")
-    loss_fn = api.create_loss(entry.qualname).to(device)
-    optimizer = create_optimizer("adam", model.parameters(), lr=lr)
-    amp = Precision(precision, device)
-    model.train()
-
-    def step() -> None:
-        train_step(
-            model,
-            x,
-            y,
-            loss_fn=loss_fn,
-            optimizer=optimizer,
-            precision=amp,
-            task=task,
-            expects=expects,
-        )
-
-    return measure(step, min_run_time=min_run_time, warmup=warmup, sync=synchronizer(device))
+    work = _train_work(model, x, y, loss=loss, task=task, device=device, precision=precision, lr=lr)
+    return measure(work.step, min_run_time=min_run_time, warmup=warmup, sync=synchronizer(device))
 
 
 def _fit(
@@ -243,6 +303,7 @@ def _fit(
         precision=combo.precision,
         seed=settings.seed,
         lr=settings.lr,
+        threads=torch.get_num_threads(),  # the row's count (the trainer would apply its default)
         quiet=True,
     ).fit()
     primary = tasks.TASKS[row["task"]].primary_metric
@@ -253,8 +314,12 @@ def _fit(
     row["fit_seconds"] = float(result.seconds)
     row["epochs"] = settings.epochs
     row["curve"] = fit_curve(result.history, primary, row["metric"], row["fit_seconds"])
-    speeds = [r["samples_per_s"] for r in result.history if r.get("samples_per_s")]
+    speeds = fit_speed(result.history)
+    row["epoch_samples_per_s"] = speeds
     row["samples_per_s"] = float(statistics.median(speeds)) if speeds else None
+    row["round_spread"] = spread(speeds)
+    row["noise"] = noise_reason(None, row["round_spread"])
+    row["noisy"] = row["noise"] is not None
     _describe_model(result.model, row)
     if settings.export_dir:
         name = "-".join(
@@ -271,6 +336,16 @@ def _fit(
         filename = name.replace("/", "_").replace(":", "_") + ".safetensors"
         path = Path(settings.export_dir) / filename
         row["export"] = str(export(result.model, path, dataset=combo.dataset, metrics=metrics))
+
+
+def fit_speed(history: list[dict[str, Any]] | None) -> list[float]:
+    """The samples/s of each epoch after the first (the first alone for a one-epoch fit).
+
+    The first epoch pays what only happens once per model (optimizer state, allocator growth
+    for its activations, kernel selection), so it is left out of a fit's steady speed.
+    """
+    speeds = [float(r["samples_per_s"]) for r in history or [] if r.get("samples_per_s")]
+    return speeds[1:] if len(speeds) > 1 else speeds
 
 
 def fit_curve(
@@ -315,6 +390,9 @@ def _fill_timing(row: dict[str, Any], m: Measurement, batch: int) -> None:
     row["samples_per_s"] = batch / m.median if m.median > 0 else None
     row["timing_samples"] = len(m.times)
     row["timing_block"] = m.block
+    row["round_medians_ms"] = [t * 1e3 for t in m.round_medians]
+    row["round_spread"] = m.round_spread
+    row["noise"] = m.noise
     row["noisy"] = m.noisy
 
 
@@ -387,6 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     spec = json.loads(args[0])
     row = run_combo(Combo(**spec["combo"]), Settings(**spec["settings"]))
+    row["process_peak_rss_bytes"] = process_peak_rss()  # the whole fresh process's peak
     sys.stdout.write(ROW_MARKER + json.dumps(row, default=str) + "\n")
     sys.stdout.flush()
     return 0

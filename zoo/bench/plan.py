@@ -14,9 +14,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from zoo import api
@@ -84,8 +83,10 @@ def bench(
     ``fit`` (train ``epochs`` with the trainer, then the test metric and the time to it;
     with ``export_dir`` the weights of each fitted model are exported). ``isolate`` runs each
     combination in its own process. ``min_run_time`` is the seconds spent timing each
-    measurement after ``warmup``. ``progress`` prints one line per combination to stderr
-    (or calls the given function).
+    measurement after ``warmup``. ``threads``: torch's intra-op threads for every row (see
+    :func:`zoo.runtime.threads.resolve_threads`: given, else ``$OMP_NUM_THREADS``, else
+    physical cores / processes on the node); torch's own count is restored afterwards.
+    ``progress`` prints one line per combination to stderr (or calls the given function).
     """
     settings = Settings(
         epochs=_positive_int(epochs, "epochs"),
@@ -97,28 +98,17 @@ def bench(
         threads=None if threads is None else _positive_int(threads, "threads"),
     )
     plan = make_plan(Grid(models, datasets, losses, devices, batch_sizes, precisions, modes))
+    from zoo.runtime.threads import resolve_threads, use_threads  # torch: work is planned
+
+    # the one thread rule, resolved once (a bad $OMP_NUM_THREADS fails before any work); every
+    # row, isolated ones too, runs with and records this count
+    settings = replace(settings, threads=resolve_threads(settings.threads))
     report = _reporter(progress)
-    with _num_threads(settings.threads):
+    with use_threads(settings.threads):  # torch's own count is restored after the run
         env = environment()
         rows = _run_plan(plan, settings, isolate, report)
     config = {**plan.config, "isolate": bool(isolate), **asdict(settings)}
     return BenchResult(rows=rows, skipped=plan.skipped, environment=env, config=config)
-
-
-@contextmanager
-def _num_threads(threads: int | None) -> Iterator[None]:
-    """``torch.set_num_threads(threads)`` for the run, restored afterwards."""
-    if not threads:
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _run_plan(
@@ -359,5 +349,5 @@ def _row_summary(row: dict[str, Any]) -> str:
         return f"error: {row['error']}"
     if row["mode"] == "fit":
         return f"{row['metric_name']} {row['metric']:.4g} in {row['fit_seconds']:.3g} s"
-    noisy = " (noisy)" if row.get("noisy") else ""
+    noisy = f" (noisy: {row['noise']})" if row.get("noisy") else ""
     return f"{row['latency_ms_median']:.4g} ms/batch, {row['samples_per_s']:.4g} samples/s{noisy}"

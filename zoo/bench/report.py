@@ -14,13 +14,15 @@ from typing import Any
 
 from zoo._util.atomic import atomic_path, write_json, write_text
 from zoo._util.table import format_table
-from zoo.bench.rows import KEY_FIELDS, ROW_FIELDS, SCHEMA
+from zoo.bench.rows import IDENTITY_FIELDS, KEY_FIELDS, READ_SCHEMAS, ROW_FIELDS, SCHEMA
 from zoo.errors import UsageError
 
 __all__ = [
     "BEST",
     "COLUMNS",
+    "IDENTITY_FIELDS",
     "KEY_FIELDS",
+    "MEMORY_LEGEND",
     "BenchResult",
     "Column",
     "Comparison",
@@ -28,6 +30,8 @@ __all__ = [
     "format_comparison",
     "format_result",
     "format_rows",
+    "identity_differences",
+    "identity_unknown",
     "load_result",
     "write_csv",
     "write_plot",
@@ -149,9 +153,20 @@ COLUMNS = (
     Column("fit s", "fit_seconds", _num, "min", True),
     Column("params", "params", _si, numeric=True),
     Column("size", "weights_bytes", _bytes, numeric=True),
-    Column("peak mem", "peak_memory_bytes", _bytes, "min", True),
+    Column("peak alloc", "peak_memory_bytes", _bytes, "min", True),
+    Column("proc rss", "process_peak_rss_bytes", _bytes, numeric=True),
     Column("flags", None, get=_flags),
 )
+
+# What the memory columns mean, by the rows' ``memory_kind`` (and ``--isolate``'s RSS).
+MEMORY_LEGEND = {
+    "cpu_allocated_peak": "peak alloc (cpu): peak bytes torch's allocator held for the model, "
+    "batch and first steps (torch.profiler memory accounting)",
+    "cuda_max_allocated": "peak alloc (cuda): torch.cuda.max_memory_allocated over the model, "
+    "batch and first steps",
+    "rss_growth": "peak alloc (other devices): growth of the process's peak RSS over the row",
+    "process_peak_rss_bytes": "proc rss: peak resident set of the row's whole process (--isolate)",
+}
 
 
 def _metric_cell(row: dict[str, Any]) -> str | None:
@@ -222,8 +237,13 @@ def format_result(result: BenchResult) -> str:
         parts.append(format_rows(result.rows))
         parts.append(
             f"{BEST} best in its column among rows of the same mode and dataset (for latencies, "
-            "also the same batch size); noisy: IQR/median > 10%"
+            "also the same batch size); noisy: IQR/median > 10% or the separated timing "
+            "rounds (fit: epochs) disagree by > 10%"
         )
+        kinds = {r.get("memory_kind") for r in result.rows}
+        if any(r.get("process_peak_rss_bytes") is not None for r in result.rows):
+            kinds.add("process_peak_rss_bytes")
+        parts.extend(text for kind, text in MEMORY_LEGEND.items() if kind in kinds)
     else:
         parts.append("no combination ran")
     for row in result.errors:
@@ -231,6 +251,9 @@ def format_result(result: BenchResult) -> str:
     for row in result.rows:
         if row.get("note"):
             parts.append(f"note   {_label(row)}: {row['note']}")
+    for row in result.rows:
+        if row.get("noise"):
+            parts.append(f"noisy  {_label(row)}: {row['noise']}")
     for skip in result.skipped:
         keys = ("model", "dataset", "loss", "device", "precision")
         where = "/".join(str(skip[k]) for k in keys if skip.get(k))
@@ -321,7 +344,8 @@ def _plot_fit_curves(ax: Any, rows: Sequence[dict[str, Any]]) -> None:
 
 
 def load_result(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a ``zoo bench --json`` file, checking its schema (one-line UsageError otherwise)."""
+    """Read a ``zoo bench --json`` file of any schema this zoo reads (one-line UsageError
+    otherwise)."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -330,31 +354,54 @@ def load_result(path: str | os.PathLike) -> dict[str, Any]:
         raise UsageError(f"{path}: not a JSON file ({exc})") from None
     if not isinstance(data, dict) or "rows" not in data or not isinstance(data["rows"], list):
         raise UsageError(f"{path}: not a zoo bench result (no rows)")
-    if data.get("schema") != SCHEMA:
+    if data.get("schema") not in READ_SCHEMAS:
+        readable = ", ".join(str(v) for v in READ_SCHEMAS)
         raise UsageError(
-            f"{path}: zoo bench schema {data.get('schema')!r}, this zoo reads schema {SCHEMA}"
+            f"{path}: zoo bench schema {data.get('schema')!r}, this zoo reads schema {readable}"
         )
     return data
 
 
 @dataclass
 class Comparison:
-    """Per matching row: old and new time, ratio new/old, and whether it regressed."""
+    """Per matching row: old and new time, ratio new/old, its status and what differs.
+
+    ``status``: ``slower`` / ``faster`` / ``same`` (compared), ``unlike`` (the rows ran where
+    an identity field differs: not compared), ``broken`` (ran before, fails now), ``error``
+    (fails in both), ``n/a`` (nothing to compare).
+    """
 
     rows: list[dict[str, Any]]
     only_old: list[dict[str, Any]]
     only_new: list[dict[str, Any]]
     threshold: float
+    strict: bool = False
+    schemas: tuple[Any, Any] = (SCHEMA, SCHEMA)
 
     @property
     def regressed(self) -> list[dict[str, Any]]:
-        """Rows slower by more than the threshold."""
-        return [r for r in self.rows if r["status"] == "slower"]
+        """Rows slower by more than the threshold; noisy ones only when ``strict``."""
+        return [r for r in self.rows if r["status"] == "slower" and (self.strict or not r["noisy"])]
+
+    @property
+    def noisy_slower(self) -> list[dict[str, Any]]:
+        """Slower rows flagged noisy (in either result): regressions only when ``strict``."""
+        return [r for r in self.rows if r["status"] == "slower" and r["noisy"]]
 
     @property
     def broken(self) -> list[dict[str, Any]]:
         """Rows that ran in the old result and fail in the new one."""
         return [r for r in self.rows if r["status"] == "broken"]
+
+    @property
+    def unlike(self) -> list[dict[str, Any]]:
+        """Rows not compared because they ran where an identity field differs."""
+        return [r for r in self.rows if r["status"] == "unlike"]
+
+    @property
+    def failed(self) -> bool:
+        """Whether the comparison fails a CI gate: a counted regression or a broken row."""
+        return bool(self.regressed or self.broken)
 
 
 def _time_of(row: dict[str, Any]) -> tuple[str, float | None]:
@@ -370,54 +417,108 @@ def _batch_differs(old: dict[str, Any], new: dict[str, Any]) -> bool:
     )
 
 
-def compare(old: dict[str, Any], new: dict[str, Any], threshold: float = 0.07) -> Comparison:
+def _known(value: Any) -> bool:
+    return value is not None and value != ""
+
+
+def identity_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``["threads 1 -> 2", ...]``: the identity fields both rows record, with different values."""
+    return [
+        f"{name} {old[name]} -> {new[name]}"
+        for name in IDENTITY_FIELDS
+        if _known(old.get(name)) and _known(new.get(name)) and old[name] != new[name]
+    ]
+
+
+def identity_unknown(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``["old threads", ...]``: identity fields a row does not record (compared as unknown)."""
+    return [
+        f"{side} {name}"
+        for name in IDENTITY_FIELDS
+        for side, row in (("old", old), ("new", new))
+        if not _known(row.get(name))
+    ]
+
+
+def compare(
+    old: dict[str, Any], new: dict[str, Any], threshold: float = 0.07, *, strict: bool = False
+) -> Comparison:
     """Match rows by (model, dataset, loss, device, batch size, precision, mode) and compare
     their time (median latency, or fit seconds): ``ratio = new / old``; above ``1 + threshold``
-    the row is ``slower`` (a regression), below ``1 / (1 + threshold)`` it is ``faster``. A
-    row that ran before and has an error now is ``broken``."""
+    the row is ``slower``, below ``1 / (1 + threshold)`` it is ``faster``.
+
+    Like is compared with like: two rows whose device name, torch version or threads differ are
+    ``unlike`` (with the differing fields in ``differs``), never slower or faster; a field a row
+    does not record (a schema-1 baseline) is listed in ``unknown`` and does not prevent the
+    comparison. A slower row flagged noisy in either result is a regression only when
+    ``strict``. A row that ran before and has an error now is ``broken``.
+    """
     if threshold < 0:
         raise UsageError(f"threshold must be >= 0, got {threshold}")
 
     def key(row: dict[str, Any]) -> tuple[Any, ...]:
         return tuple(row.get(k) for k in KEY_FIELDS)
 
-    old_rows = {key(r): r for r in old["rows"]}
-    new_rows = {key(r): r for r in new["rows"]}
+    old_rows: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in old["rows"]:
+        old_rows.setdefault(key(r), []).append(r)
+    used: set[int] = set()
     out = []
-    for k, n in new_rows.items():
-        o = old_rows.get(k)
-        if o is None:
+    only_new = []
+    for n in new["rows"]:
+        candidates = [o for o in old_rows.get(key(n), []) if id(o) not in used]
+        if not candidates:
+            only_new.append(n)
             continue
-        field, t_new = _time_of(n)
-        _, t_old = _time_of(o)
-        entry: dict[str, Any] = dict(zip(KEY_FIELDS, k, strict=True))
-        entry.update(measure=field, old=t_old, new=t_new, ratio=None)
-        if n.get("error"):
-            entry["status"] = "error" if o.get("error") else "broken"
-        elif o.get("error") or not t_old or t_new is None or _batch_differs(o, n):
-            entry["status"] = "n/a"  # nothing to compare (a decayed batch's latency differs)
+        o = next((c for c in candidates if not identity_differences(c, n)), candidates[0])
+        used.add(id(o))
+        out.append(_compare_rows(o, n, threshold))
+    only_old = [r for r in old["rows"] if id(r) not in used]
+    return Comparison(
+        rows=out,
+        only_old=only_old,
+        only_new=only_new,
+        threshold=threshold,
+        strict=strict,
+        schemas=(old.get("schema"), new.get("schema")),
+    )
+
+
+def _compare_rows(o: dict[str, Any], n: dict[str, Any], threshold: float) -> dict[str, Any]:
+    field, t_new = _time_of(n)
+    _, t_old = _time_of(o)
+    entry: dict[str, Any] = {k: n.get(k) for k in KEY_FIELDS}
+    entry.update(measure=field, old=t_old, new=t_new, ratio=None, noisy=False)
+    entry["differs"] = identity_differences(o, n)
+    entry["unknown"] = identity_unknown(o, n)
+    if n.get("error"):
+        entry["status"] = "error" if o.get("error") else "broken"
+    elif o.get("error") or not t_old or t_new is None or _batch_differs(o, n):
+        entry["status"] = "n/a"  # nothing to compare (a decayed batch's latency differs)
+    else:
+        ratio = t_new / t_old
+        entry["ratio"] = ratio
+        entry["noisy"] = bool(n.get("noisy") or o.get("noisy"))
+        if entry["differs"]:
+            entry["status"] = "unlike"
+        elif ratio > 1 + threshold:
+            entry["status"] = "slower"
+        elif ratio < 1 / (1 + threshold):
+            entry["status"] = "faster"
         else:
-            ratio = t_new / t_old
-            entry["ratio"] = ratio
-            if ratio > 1 + threshold:
-                entry["status"] = "slower"
-            elif ratio < 1 / (1 + threshold):
-                entry["status"] = "faster"
-            else:
-                entry["status"] = "same"
-            entry["noisy"] = bool(n.get("noisy") or o.get("noisy"))
-        if n.get("metric") is not None and o.get("metric") is not None:
-            entry["metric_delta"] = n["metric"] - o["metric"]
-        out.append(entry)
-    only_old = [r for k, r in old_rows.items() if k not in new_rows]
-    only_new = [r for k, r in new_rows.items() if k not in old_rows]
-    return Comparison(rows=out, only_old=only_old, only_new=only_new, threshold=threshold)
+            entry["status"] = "same"
+    if n.get("metric") is not None and o.get("metric") is not None:
+        entry["metric_delta"] = n["metric"] - o["metric"]
+    return entry
 
 
 def format_comparison(cmp: Comparison) -> str:
-    """A table of the compared rows plus a summary line."""
+    """A table of the compared rows, then what differs or is unknown, and a summary line."""
     headers = ["model", "dataset", "loss", "device", "prec", "batch", "mode", "old", "new"]
     headers += ["new/old", "status"]
+    differs = any(r["differs"] for r in cmp.rows)
+    if differs:
+        headers.append("differs")
     table = []
     for r in cmp.rows:
         unit = "s" if r["measure"] == "fit_seconds" else "ms"
@@ -426,30 +527,65 @@ def format_comparison(cmp: Comparison) -> str:
         ratio = f"{r['ratio']:.3f}" if r["ratio"] is not None else ""
         status = r["status"].upper() if r["status"] in ("slower", "broken") else r["status"]
         status += " (noisy)" if r.get("noisy") else ""
-        table.append(
-            [
-                r["model"],
-                r["dataset"],
-                r["loss"] or "-",
-                r["device"],
-                r["precision"],
-                r["batch_size"],
-                r["mode"],
-                old,
-                new,
-                ratio,
-                status,
-            ]
-        )
+        line = [
+            r["model"],
+            r["dataset"],
+            r["loss"] or "-",
+            r["device"],
+            r["precision"],
+            r["batch_size"],
+            r["mode"],
+            old,
+            new,
+            ratio,
+            status,
+        ]
+        if differs:
+            line.append(", ".join(r["differs"]))
+        table.append(line)
     lines = [format_table(table, headers)] if table else ["no matching rows"]
     for r in cmp.only_old:
         lines.append(f"only in old: {_label(r)}")
     for r in cmp.only_new:
         lines.append(f"only in new: {_label(r)}")
+    lines.extend(_identity_notes(cmp))
     lines.append(
         f"{len(cmp.regressed)} of {len(cmp.rows)} matching rows slower by more than "
         f"{cmp.threshold:.0%}"
     )
+    noisy = cmp.noisy_slower
+    if noisy and not cmp.strict:
+        lines.append(
+            f"{len(noisy)} more slower row(s) flagged noisy: not counted (--strict counts them)"
+        )
     if cmp.broken:
         lines.append(f"{len(cmp.broken)} matching row(s) ran before and fail now")
     return "\n".join(lines)
+
+
+def _identity_notes(cmp: Comparison) -> list[str]:
+    """Lines saying which rows were not compared (identity differs) and what was unknown."""
+    lines = []
+    if cmp.unlike:
+        fields = sorted({d.split(" ", 1)[0] for r in cmp.unlike for d in r["differs"]})
+        lines.append(
+            f"{len(cmp.unlike)} matching row(s) not compared: they ran with a different "
+            f"{', '.join(fields)} (like is compared with like)"
+        )
+    counts: dict[str, int] = {}
+    for r in cmp.rows:
+        for item in r["unknown"]:
+            counts[item] = counts.get(item, 0) + 1
+    if counts:
+        listed = ", ".join(f"{item} ({n} rows)" for item, n in sorted(counts.items()))
+        schemas = [
+            f"{side} is schema {schema}"
+            for side, schema in zip(("old", "new"), cmp.schemas, strict=True)
+            if schema != SCHEMA
+        ]
+        why = f" ({'; '.join(schemas)})" if schemas else ""
+        lines.append(
+            f"identity unknown{why}: {listed}; compared as if it agreed, so these ratios may "
+            "compare different machines or settings"
+        )
+    return lines

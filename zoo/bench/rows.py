@@ -12,8 +12,10 @@ from zoo.runtime.device import PRECISION_DTYPES
 
 __all__ = [
     "EXTRA_FIELDS",
+    "IDENTITY_FIELDS",
     "KEY_FIELDS",
     "MODES",
+    "READ_SCHEMAS",
     "ROW_FIELDS",
     "ROW_MARKER",
     "SCHEMA",
@@ -22,7 +24,8 @@ __all__ = [
     "empty_row",
 ]
 
-SCHEMA = 1  # version of the ``--json`` document
+SCHEMA = 2  # version of the ``--json`` document (2: allocator memory, rounds, identity)
+READ_SCHEMAS = (1, 2)  # what ``zoo bench compare`` reads
 MODES = ("infer", "train", "fit")
 ROW_MARKER = "ZOO_BENCH_ROW "  # prefixes the row an ``--isolate`` child prints
 
@@ -47,6 +50,8 @@ ROW_FIELDS = (
     "timing_samples",
     "timing_block",
     "noisy",
+    "noise",
+    "round_spread",
     "metric_name",
     "metric",
     "fit_seconds",
@@ -55,14 +60,19 @@ ROW_FIELDS = (
     "weights_bytes",
     "peak_memory_bytes",
     "memory_kind",
+    "process_peak_rss_bytes",
     "torch_version",
     "threads",
     "export",
     "note",
     "error",
 )
-EXTRA_FIELDS = ("metrics", "curve")  # JSON only: the fit's test metrics and metric-vs-time curve
+# JSON only: the fit's test metrics and metric-vs-time curve; the median of each timing round
+# (infer/train) or the samples/s of each epoch after the first (fit)
+EXTRA_FIELDS = ("metrics", "curve", "round_medians_ms", "epoch_samples_per_s")
 KEY_FIELDS = ("model", "dataset", "loss", "device", "batch_size", "precision", "mode")
+# Where a row ran: ``zoo bench compare`` compares two rows only when these agree too.
+IDENTITY_FIELDS = ("device_name", "torch_version", "threads")
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ from zoo.tasks import contracts as tasks
 if TYPE_CHECKING:
     import torch
 
+__all__ = ["MAX_LABELS", "SPLITS", "check_dataset"]
+
 SPLITS = ("train", "test")
 MAX_LABELS = 5_000  # a Dataset longer than this has every k-th label read, not all of them
 

@@ -202,14 +202,10 @@ def _eval_again(model: Any, x: torch.Tensor, first: torch.Tensor) -> None:
 
 
 def _task_loss(task: str) -> torch.nn.Module:
-    """The plain loss of a task on logits (what zoo uses when none is named)."""
-    from torch import nn
+    """The task's default loss (what zoo uses when none is named), on logits."""
+    from zoo.api import create_loss
 
-    if task == "multiclass":
-        return nn.CrossEntropyLoss()
-    if task == "binary":
-        return nn.BCEWithLogitsLoss()
-    return nn.MSELoss()
+    return create_loss(tasks.TASKS[task].default_loss)
 
 
 class _CheckedSGD:

@@ -16,6 +16,17 @@ from zoo import api
 from zoo.errors import UsageError
 from zoo.registry.entries import Entry
 
+__all__ = [
+    "begin",
+    "CheckResult",
+    "EntryReport",
+    "Failed",
+    "raised",
+    "Report",
+    "shape_of",
+    "Skipped",
+]
+
 PASS, FAIL, SKIP = "pass", "fail", "skip"
 
 

@@ -52,12 +52,22 @@ def _list_option(*names: str, dest: str, metavar: str, help: str) -> Callable[[F
 @click.option(
     "--plot", "plot_path", default=None, metavar="FILE.png", help="Write a PNG plot to FILE."
 )
-@click.option("--isolate", is_flag=True, help="Run each combination in its own process.")
+@click.option(
+    "--isolate",
+    is_flag=True,
+    help="Run each combination in its own process; adds its whole-process peak RSS (proc rss).",
+)
 @click.option(
     "--min-run-time", type=float, default=0.2, show_default=True, help="Seconds timed per row."
 )
 @click.option("--warmup", type=float, default=None, help="Warm-up seconds [min-run-time/4].")
-@click.option("--threads", type=int, default=None, help="torch.set_num_threads for the run.")
+@click.option(
+    "--threads",
+    type=int,
+    default=None,
+    help="torch threads for every row (recorded) [$OMP_NUM_THREADS, else physical cores / "
+    "processes on this node].",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 @click.pass_context
 def bench_cmd(ctx: click.Context, **opts: Any) -> None:
@@ -65,7 +75,13 @@ def bench_cmd(ctx: click.Context, **opts: Any) -> None:
 
     \b
     zoo bench --model 'mlp,tinyvgg' --dataset digits,circles --mode infer,train,fit
-    zoo bench compare OLD.json NEW.json [--threshold 0.07]
+    zoo bench compare OLD.json NEW.json [--threshold 0.07] [--strict]
+
+    peak alloc is the peak bytes torch allocated for the row's model, batch and first steps:
+    on CPU from torch.profiler's memory accounting, on CUDA torch.cuda.max_memory_allocated
+    after a reset, so it does not depend on the rows before it. --isolate adds proc rss, the
+    whole process's peak resident set. A row is noisy when IQR/median, or the spread of its
+    separated timing rounds, exceeds 10%.
     """
     if ctx.invoked_subcommand is not None:
         given = [k for k in ("models", "datasets", "losses", "devices") if opts[k]]
@@ -146,12 +162,19 @@ def _threshold(text: str) -> float:
     metavar="X|N%",
     help="Rows slower by more than this fraction are flagged.",
 )
+@click.option("--strict", is_flag=True, help="Count slower rows flagged noisy as regressions too.")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
-def compare_cmd(old: str, new: str, threshold: str, as_json: bool) -> None:
-    """Compare two `zoo bench --json` files; exit 1 when a matching row got slower or fails."""
+def compare_cmd(old: str, new: str, threshold: str, strict: bool, as_json: bool) -> None:
+    """Compare two `zoo bench --json` files; exit 1 when a matching row got slower or fails.
+
+    Rows match on model, dataset, loss, device, batch size, precision and mode; rows whose
+    device name, torch version or threads differ are shown as unlike, not compared. Slower
+    rows flagged noisy are not counted unless --strict. Schema-1 files are read: fields they
+    lack count as unknown, and the report says so.
+    """
     from zoo.bench.report import compare, format_comparison, load_result
 
-    cmp = compare(load_result(old), load_result(new), _threshold(threshold))
+    cmp = compare(load_result(old), load_result(new), _threshold(threshold), strict=strict)
     if not cmp.rows:
         raise UsageError(f"{old} and {new} share no rows to compare (different benchmarks?)")
     if as_json:
@@ -160,8 +183,12 @@ def compare_cmd(old: str, new: str, threshold: str, as_json: bool) -> None:
         echo_json(
             {
                 "threshold": cmp.threshold,
+                "strict": cmp.strict,
+                "schemas": list(cmp.schemas),
                 "rows": cmp.rows,
                 "regressed": len(cmp.regressed),
+                "noisy_slower": len(cmp.noisy_slower),
+                "unlike": len(cmp.unlike),
                 "broken": len(cmp.broken),
                 "only_old": [_key(r) for r in cmp.only_old],
                 "only_new": [_key(r) for r in cmp.only_new],
@@ -176,7 +203,7 @@ def compare_cmd(old: str, new: str, threshold: str, as_json: bool) -> None:
         )
     if cmp.broken:
         click.echo(f"regression: {len(cmp.broken)} row(s) ran before and fail now", err=True)
-    if cmp.regressed or cmp.broken:
+    if cmp.failed:
         click.get_current_context().exit(1)
 
 

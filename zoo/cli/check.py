@@ -13,6 +13,9 @@ if TYPE_CHECKING:
     from zoo.testing import Report
 
 
+__all__ = ["check_cmd"]
+
+
 @click.command("check")
 @click.argument("names", nargs=-1)
 @click.option("--all", "check_all", is_flag=True, help="Check every plugin and entry.")

@@ -6,9 +6,12 @@ from pathlib import Path
 
 import click
 
+from zoo._util.log import get_logger
 from zoo.cli.output import echo_json, echo_table, split_csv
 from zoo.errors import UsageError
 from zoo.weights.source import resolve_weights
+
+logger = get_logger(__name__)
 
 SUFFIXES = {"safetensors": ".safetensors", "onnx": ".onnx"}
 
@@ -82,9 +85,15 @@ def export_cmd(
 @click.option("--registry", multiple=True, help="Extra registry (dir, file:// or http(s):// URL).")
 @click.option("--offline", is_flag=True, default=None, help="Serve from the cache only.")
 def fetch_cmd(names: tuple[str, ...], registry: tuple[str, ...], offline: bool | None) -> None:
-    """Download and verify pretrained entries (model.tag) into the cache; print their paths."""
+    """Download and verify pretrained entries (model.tag) into the cache; print their paths.
+
+    An entry whose model is not installed is fetched all the same, with a warning saying what
+    to install to use it.
+    """
     from zoo.hub import cache
     from zoo.hub import index as hub
+    from zoo.hub.entries import model_entry, qualified_name
+    from zoo.registry.plugins import missing_reason
 
     registries = split_csv(registry)
     for name in names:
@@ -92,6 +101,8 @@ def fetch_cmd(names: tuple[str, ...], registry: tuple[str, ...], offline: bool |
         hit = cache.is_cached(entry)
         path = cache.fetch_entry(entry, offline=offline or None)
         click.echo(f"{'cached' if hit else 'fetched'} {entry.name} ({path})", err=True)
+        if model_entry(entry) is None:
+            logger.warning("%s: %s", qualified_name(entry), missing_reason(entry.pin))
         click.echo(str(path))
 
 

@@ -80,7 +80,11 @@ def _rows(kind: str, pattern: str | None) -> list[dict[str, Any]]:
         from zoo.hub import index as hub
 
         patterns = None if pattern is None else [pattern, f"{pattern}.*"]  # a model's entries
-        return [hub.get_pretrained(n).to_dict() for n in hub.list_pretrained(patterns)]
+        rows = [{**e.to_dict(), "name": n} for n, e in hub.pretrained_listing(patterns)]
+        for row in rows:
+            if not row["installed"]:  # the weights are for a model that is not here
+                row["summary"] = f"[not installed: {row['missing']}] {row['summary']}"
+        return rows
     return [
         {**entry.to_dict(), "name": name} for name, entry in get_registry().listing(kind, pattern)
     ]
@@ -118,6 +122,9 @@ def _show(value: Any) -> str:
 def plugins_cmd(show_all: bool, as_json: bool) -> None:
     """Show loaded plugins, their entries, and any that failed (with the error)."""
     records = [r for r in plugin_records() if show_all or r.status in ("ok", "failed")]
+    for record in records:
+        for warning in record.warnings:  # a name it asked for belongs to zoo itself
+            logger.warning("plugin %s (%s): %s", record.name, record.dist, warning)
     if as_json:
         echo_json([r.to_dict() for r in records])
         return

@@ -10,6 +10,8 @@ import click
 
 from zoo._util.table import format_table
 
+__all__ = ["echo_json", "echo_table", "split_csv"]
+
 
 def echo_table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
     click.echo(format_table(rows, headers))

@@ -14,12 +14,16 @@ import click
 from zoo import api
 from zoo.cli.train import echo_metrics, parse_kwargs
 from zoo.errors import UsageError
+from zoo.train.config import TrainConfig
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
 
 __all__ = ["evaluate_cmd", "predict_cmd", "read_input", "write_predictions"]
+
+# --threads: the one rule of zoo.runtime.threads, described once (by TrainConfig's field)
+_threads_option = click.option("--threads", type=int, help=TrainConfig.meta("threads")["help"])
 
 
 @click.command("evaluate")
@@ -39,15 +43,16 @@ __all__ = ["evaluate_cmd", "predict_cmd", "read_input", "write_predictions"]
     type=click.Path(file_okay=False),
     help="Root of local datasets (default: the run's, else $ZOO_DATA).",
 )
+@_threads_option
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 def evaluate_cmd(
     source: str, dataset: str | None, split: str, loss: str | None, batch_size: int, device: str,
-    dataset_arg: tuple[str, ...], data_dir: str | None, as_json: bool,
+    dataset_arg: tuple[str, ...], data_dir: str | None, threads: int | None, as_json: bool,
 ) -> None:  # fmt: skip
     """Evaluate a run's model (or a weights file, or a pretrained entry) on a dataset split."""
     path = api.resolve_weights(source)
     metrics = api.evaluate(
-        path, dataset, split, loss=loss, batch_size=batch_size, device=device,
+        path, dataset, split, loss=loss, batch_size=batch_size, device=device, threads=threads,
         dataset_kwargs=parse_kwargs(dataset_arg, "--dataset-arg") if dataset_arg else None,
         data_dir=data_dir,
     )  # fmt: skip
@@ -75,14 +80,15 @@ def evaluate_cmd(
 @click.option("--raw", is_flag=True, help="Model outputs (logits/values) instead of labels.")
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
+@_threads_option
 def predict_cmd(
     source: str, input_path: str, output: str | None, key: str | None, raw: bool,
-    batch_size: int, device: str,
+    batch_size: int, device: str, threads: int | None,
 ) -> None:  # fmt: skip
     """Predict with a run's model (or weights, or a pretrained entry): labels, else values."""
     path = api.resolve_weights(source)
     X = read_input(Path(input_path), key)
-    pred = api.predict(path, X, raw=raw, batch_size=batch_size, device=device)
+    pred = api.predict(path, X, raw=raw, batch_size=batch_size, device=device, threads=threads)
     write_predictions(pred, output)
 
 

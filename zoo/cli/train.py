@@ -151,7 +151,7 @@ def _overrides(ctx: click.Context, params: dict[str, Any]) -> dict[str, Any]:
 @click.option(
     "--out",
     type=click.Path(file_okay=False),
-    help="Run directory (default runs/<time>-<model>-<dataset>).",
+    help="Run directory, new or empty (default runs/<time>-<model>-<dataset>[-N]).",
 )
 @click.option(
     "--resume", type=click.Path(), help="Continue the run in DIR from its last checkpoint."
@@ -173,10 +173,11 @@ def train_cmd(ctx: click.Context, **params: Any) -> None:
         raise UsageError("zoo train needs --model and --dataset (or a --recipe naming them)")
     out = params["out"] or str(default_run_dir(config.model, config.dataset, resume))
     trainer = Trainer.from_config(config, out=out, resume=resume, recipe=recipe)
+    trainer.claim_out(unique=not params["out"] and resume is None)  # a default name: -2, -3...
     try:
         result = trainer.fit()
     except KeyboardInterrupt:
-        _interrupted(ctx, trainer, out)
+        _interrupted(ctx, trainer, str(trainer.out))
     if not trainer.dist.is_main:
         return  # under torchrun, rank 0 alone reports
     if params["as_json"]:

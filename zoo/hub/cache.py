@@ -5,6 +5,16 @@ Files are cached under ``$ZOO_HOME/hub`` (else ``$XDG_CACHE_HOME/zoo/hub``) as
 sha256 and size, then renamed into place, under a per-file ``flock`` so concurrent fetches
 download once. Copies of ``http(s)://`` registry indexes are kept under ``indexes/`` for offline
 use. ``ZOO_OFFLINE=1`` never touches the network. This module does not import torch.
+
+Every hit is verified. Beside each blob, ``<blob>.json`` records its sha256 and the fingerprint
+the file had when it was last hashed (size, ``mtime_ns``, ``ctime_ns``, inode). A hit whose
+fingerprint still matches is served as is; any change (a write, a touch, a chmod, a copy, a
+replaced file: each moves ``ctime``, which no ordinary tool sets back) re-hashes it, and a file that
+no longer hashes right is removed and fetched again (offline: a one-line error). A fingerprint
+recorded in the same filesystem clock tick as the file's last change proves nothing (git's
+"racily clean" case), so such a hit re-hashes too. ``ZOO_VERIFY=full`` re-hashes every hit; a
+cache where the fingerprint cannot be recorded (read-only) re-hashes every hit it cannot vouch
+for. Rot that changes no metadata is what ``zoo cache verify`` (:func:`verify_cache`) is for.
 """
 
 from __future__ import annotations
@@ -25,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo._util.log import get_logger, warn_once
-from zoo.errors import FetchError
+from zoo.errors import FetchError, UsageError
 from zoo.hub.entries import local_path
 
 if TYPE_CHECKING:
@@ -44,11 +54,14 @@ __all__ = [
     "is_offline",
     "locked",
     "verify_cache",
+    "verify_mode",
 ]
 
 TIMEOUT = 30.0
 CHUNK = 1 << 20
 PROGRESS_MIN = 4 << 20  # show a progress bar for files of at least 4 MiB
+RECORD_MAX = 64 << 10  # a blob's JSON record is a few hundred bytes; never read more than this
+VERIFY_MODES = ("fingerprint", "full")
 
 
 # ---------------------------------------------------------------- locations and indexes
@@ -88,6 +101,9 @@ def fetch_index(url: str, offline: bool | None = None) -> bytes:
     from zoo._util.atomic import write_bytes
 
     _make_cache_dir(copy.parent)
+    with contextlib.suppress(OSError):
+        if copy.read_bytes() == data:
+            return data  # kept already: nothing to write (so a read-only cache still serves)
     try:
         write_bytes(copy, data)
     except OSError as exc:
@@ -105,8 +121,9 @@ def fetch_entry(entry: PretrainedEntry, offline: bool | None = None) -> Path:
 
 
 def is_cached(entry: PretrainedEntry) -> bool:
-    """Whether every file of ``entry`` is already in the cache (a fetch would download nothing)."""
-    return all(_size_ok(blob_path(ref), ref) for ref in entry.files)
+    """Whether every file of ``entry`` is in the cache and verified (a fetch would download
+    nothing): a file whose fingerprint changed since it was recorded is re-hashed first."""
+    return all(_check_hit(blob_path(ref), ref).ok for ref in entry.files)
 
 
 def blob_path(ref: FileRef) -> Path:
@@ -114,28 +131,54 @@ def blob_path(ref: FileRef) -> Path:
     return cache_dir() / "blobs" / f"{ref.sha256}{ref.suffix}"
 
 
+def verify_mode() -> str:
+    """How a cache hit is verified, from ``$ZOO_VERIFY``: ``fingerprint`` (the default: re-hash
+    a file only when its size, mtime, ctime or inode changed since it was last hashed) or
+    ``full`` (re-hash every hit). Anything else is a one-line :class:`UsageError`."""
+    value = os.environ.get("ZOO_VERIFY", "").strip().lower() or VERIFY_MODES[0]
+    if value not in VERIFY_MODES:
+        raise UsageError(f"ZOO_VERIFY={value!r} is not one of: {', '.join(VERIFY_MODES)}")
+    return value
+
+
 def fetch_file(ref: FileRef, *, name: str = "", offline: bool | None = None) -> Path:
-    """A verified cached copy of ``ref``, downloading it (once, under a lock) when missing."""
+    """A verified cached copy of ``ref``, downloading it (once, under a lock) when missing.
+
+    A cached copy that fails verification is removed and fetched again; offline, that is a
+    one-line :class:`FetchError` for a remote file.
+    """
     target = blob_path(ref)
-    if _size_ok(target, ref):
+    check = _check_hit(target, ref, name)
+    if check.ok:
         return target
     offline = is_offline(offline)
+    what = f"{name!r}" if name else ref.url
     if offline and ref.is_remote:
-        what = f"{name!r}" if name else ref.url
+        if check.problem:
+            removed = "; removed it" if _discard(target, ref, check.seen) else ""
+            raise FetchError(
+                f"offline (ZOO_OFFLINE) and the cached copy of {what} is corrupt "
+                f"({check.problem}){removed}; fetch it again with network access"
+            )
         raise FetchError(
             f"offline (ZOO_OFFLINE) and {what} is not in the cache ({cache_dir()}); "
             "fetch it once with network access"
         )
-    lock = cache_dir() / "locks" / f"{ref.sha256}.lock"
+    if check.problem:
+        get_logger(__name__).warning(
+            f"cached copy of {what} ({target}) is corrupt ({check.problem}); fetching it again"
+        )
+    lock = _lock_path(ref)
     for folder in (target.parent, lock.parent):
         _make_cache_dir(folder)
     try:
         with locked(lock):
-            if _size_ok(target, ref):  # another process fetched it while we waited
+            # another process may have fetched it while we waited: look again if it changed
+            if _stat_fingerprint(target) != check.seen and _check_hit(target, ref, name).ok:
                 return target
-            target.unlink(missing_ok=True)  # a wrong-size leftover is never a hit
+            _remove_blob(target)  # a corrupt or wrong-size leftover is never a hit
             _download(ref, target)
-            _write_record(ref, target, name)
+            _write_record(target, ref.sha256, ref.url, name)
     except OSError as exc:
         where = exc.filename or target.parent
         raise FetchError(
@@ -156,13 +199,6 @@ def _make_cache_dir(path: Path) -> None:
             f"cannot create cache dir {path}: {os_reason(exc, path / 'x')}; "
             "set ZOO_HOME to a writable directory"
         ) from None
-
-
-def _size_ok(path: Path, ref: FileRef) -> bool:
-    try:
-        return path.stat().st_size == ref.size
-    except OSError:  # missing, or a cache dir that cannot exist (reported when writing)
-        return False
 
 
 @contextlib.contextmanager
@@ -287,16 +323,156 @@ def _progress(ref: FileRef, length: int | None):
     )  # fmt: skip
 
 
-def _write_record(ref: FileRef, target: Path, name: str) -> None:
+# ---------------------------------------------------------------- verification
+
+
+@dataclass(frozen=True)
+class _Check:
+    """What looking at a cached blob found: a hit, or why not (no ``problem``: it is missing)."""
+
+    ok: bool
+    seen: dict[str, int] | None = None  # the blob's fingerprint when it was looked at
+    problem: str = ""
+
+
+def _check_hit(target: Path, ref: FileRef, name: str = "") -> _Check:
+    """Verify a cached blob: by its recorded fingerprint while that holds, else by sha256.
+
+    A blob that hashes right gets its fingerprint recorded (best effort: where the record cannot
+    be written, as in a read-only cache, every hit re-hashes).
+    """
+    full = verify_mode() == "full"
+    for _ in range(3):  # a blob that changes while it is hashed is looked at again
+        seen = _stat_fingerprint(target)
+        if seen is None:
+            return _Check(False)
+        if seen["size"] != ref.size:
+            problem = f"size mismatch: expected {ref.size} bytes, got {seen['size']}"
+            return _Check(False, seen, problem)
+        record, written_ns = _read_record(target)
+        stale = _stale(record, written_ns, ref.sha256, seen)
+        if not stale and not full:
+            return _Check(True, seen)
+        get_logger(__name__).debug(f"re-hashing {target} ({stale or 'ZOO_VERIFY=full'})")
+        got = _sha256(target)
+        if _stat_fingerprint(target) != seen:
+            continue
+        if got != ref.sha256:
+            return _Check(False, seen, f"sha256 mismatch: expected {ref.sha256}, got {got}")
+        if stale:
+            _record_quietly(target, ref.sha256, ref.url, name, record, seen)
+        return _Check(True, seen)
+    return _Check(False, seen, "it kept changing while being verified")
+
+
+def _stat_fingerprint(path: Path) -> dict[str, int] | None:
+    """:func:`_fingerprint` of ``path``, ``None`` when it cannot be read."""
+    try:
+        return _fingerprint(path.stat())
+    except OSError:  # missing, or a cache dir that cannot exist (reported when writing)
+        return None
+
+
+def _fingerprint(st: os.stat_result) -> dict[str, int]:
+    """What any change to a file moves: size, ``mtime_ns``, ``ctime_ns`` and inode."""
+    return {
+        "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns,
+        "inode": st.st_ino,
+    }  # fmt: skip
+
+
+def _stale(record: dict[str, Any], written_ns: int, sha256: str, seen: dict[str, int]) -> str:
+    """Why the record cannot vouch for a blob whose fingerprint is ``seen`` ("" when it can)."""
+    recorded = record.get("fingerprint")
+    if record.get("sha256") != sha256 or not isinstance(recorded, dict):
+        return "no fingerprint recorded"
+    if any(recorded.get(key) != value for key, value in seen.items()):
+        return "changed since its fingerprint was recorded"
+    if written_ns <= seen["ctime_ns"]:  # a change later in that clock tick would not show
+        return "fingerprint recorded in the clock tick of its last change"
+    return ""
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _record_path(target: Path) -> Path:
+    return target.with_name(target.name + ".json")
+
+
+def _lock_path(ref: FileRef) -> Path:
+    return cache_dir() / "locks" / f"{ref.sha256}.lock"
+
+
+def _read_record(target: Path) -> tuple[dict[str, Any], int]:
+    """A blob's JSON record and when it was written (``{}``, 0 when missing or unreadable).
+
+    Records written before fingerprints were (name, url, sha256, size, fetched) read the same.
+    """
+    try:
+        with open(_record_path(target), "rb") as fh:
+            written_ns = os.fstat(fh.fileno()).st_mtime_ns
+            data = fh.read(RECORD_MAX + 1)
+        record = json.loads(data) if len(data) <= RECORD_MAX else None
+    except (OSError, ValueError, RecursionError):
+        return {}, 0
+    return (record, written_ns) if isinstance(record, dict) else ({}, 0)
+
+
+def _write_record(
+    target: Path,
+    sha256: str,
+    url: str,
+    name: str,
+    previous: dict[str, Any] | None = None,
+    seen: dict[str, int] | None = None,
+) -> None:
+    """Record what ``target`` hashes to and its fingerprint (``seen``, else its stat now).
+
+    A re-hash keeps the name, URL and fetch time of the ``previous`` record.
+    """
     from datetime import UTC, datetime
 
     from zoo._util.atomic import write_json
 
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    previous = previous or {}
+    fingerprint = seen or _fingerprint(target.stat())
     record = {
-        "name": name, "url": ref.url, "sha256": ref.sha256, "size": ref.size,
-        "fetched": datetime.now(UTC).isoformat(timespec="seconds"),
+        "name": previous.get("name") or name, "url": previous.get("url") or url,
+        "sha256": sha256, "size": fingerprint["size"],
+        "fetched": previous.get("fetched") or now, "verified": now, "fingerprint": fingerprint,
     }  # fmt: skip
-    write_json(target.with_name(target.name + ".json"), record)
+    write_json(_record_path(target), record)
+
+
+def _record_quietly(
+    target: Path, sha256: str, url: str, name: str, previous: dict[str, Any], seen: dict[str, int]
+) -> None:
+    """:func:`_write_record` after a re-hash; a cache that cannot record re-hashes every hit."""
+    try:
+        _write_record(target, sha256, url, name, previous, seen)
+    except OSError as exc:
+        get_logger(__name__).debug(
+            f"cannot record the fingerprint of {target} ({exc.strerror or exc}); "
+            "every hit on it re-hashes"
+        )
+
+
+def _remove_blob(target: Path) -> None:
+    target.unlink(missing_ok=True)
+    _record_path(target).unlink(missing_ok=True)
+
+
+def _discard(target: Path, ref: FileRef, seen: dict[str, int] | None) -> bool:
+    """Remove a blob found bad unless another process replaced it meanwhile (best effort);
+    return whether it is gone."""
+    with contextlib.suppress(OSError), locked(_lock_path(ref)):
+        if _stat_fingerprint(target) == seen:
+            _remove_blob(target)
+    return not target.exists()
 
 
 # ---------------------------------------------------------------- cache management
@@ -326,9 +502,7 @@ def cached_files() -> list[CachedFile]:
     for path in sorted(blobs.glob("*")) if blobs.is_dir() else []:
         if path.name.startswith(".") or path.name.endswith(".json") or not path.is_file():
             continue
-        record: dict[str, Any] = {}
-        with contextlib.suppress(OSError, ValueError):
-            record = json.loads(path.with_name(path.name + ".json").read_text())
+        record, _ = _read_record(path)
         sha = path.name.split(".", 1)[0]
         out.append(
             CachedFile(
@@ -339,19 +513,25 @@ def cached_files() -> list[CachedFile]:
 
 
 def verify_cache(remove: bool = True) -> list[tuple[CachedFile, str]]:
-    """Re-hash every cached file; return the bad ones with the reason (removed by default)."""
+    """Re-hash every cached file; return the bad ones with the reason (removed by default).
+
+    This catches rot that changed no metadata, which a hit's fingerprint check cannot see; a
+    good file's fingerprint is recorded afresh (best effort), so later hits need no re-hash.
+    """
     bad = []
     for item in cached_files():
-        digest = hashlib.sha256()
-        with open(item.path, "rb") as fh:
-            for chunk in iter(lambda fh=fh: fh.read(CHUNK), b""):
-                digest.update(chunk)
-        got = digest.hexdigest()
+        seen = _stat_fingerprint(item.path)
+        try:
+            got = _sha256(item.path)
+        except FileNotFoundError:  # removed meanwhile (another zoo cache verify / clear)
+            continue
         if got != item.sha256:
             bad.append((item, f"sha256 mismatch: expected {item.sha256}, got {got}"))
             if remove:
-                item.path.unlink(missing_ok=True)
-                item.path.with_name(item.path.name + ".json").unlink(missing_ok=True)
+                _remove_blob(item.path)
+        elif seen is not None and _stat_fingerprint(item.path) == seen:
+            record, _ = _read_record(item.path)
+            _record_quietly(item.path, item.sha256, item.url, item.name, record, seen)
     return bad
 
 

@@ -1,7 +1,11 @@
 """Pretrained entries and registry indexes: what an ``index.json`` says, validated.
 
-An index is ``{"schema": 1, "name": ..., "entries": [...]}``; each entry names a ``model.tag``,
-its model and kwargs, and its files (URL relative to the index, full sha256, size). This module
+An index is ``{"schema": 2, "name": ..., "entries": [...]}``; each entry names a ``model.tag``,
+its model and kwargs, and its files (URL relative to the index, full sha256, size). Schema 2
+adds what the weights are pinned to: the model's ``plugin`` (entry-point name), ``dist`` and
+``dist_version``, so the entry means exactly that model whatever else is installed (its
+qualified name is ``plugin/model.tag``). Schema 1 indexes (zoo 0.1) still read: their bare
+model names resolve to first-party models only. This module
 parses and validates that description (and the same dicts declared by plugins); it never
 downloads, writes or imports anything: :mod:`zoo.hub.cache` fetches files, :mod:`zoo.hub.index`
 finds the registries, :mod:`zoo.hub.publish` writes one. It does not import torch.
@@ -19,23 +23,28 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import FetchError
-from zoo.registry.plugins import get_registry
+from zoo.registry.entries import Entry, Pin
+from zoo.registry.plugins import get_registry, missing_reason
 from zoo.tasks.contracts import TASKS
 
 __all__ = [
     "BUNDLED",
     "ENTRY_NAME",
     "SCHEMA",
+    "SCHEMAS",
     "FileRef",
     "PretrainedEntry",
     "bundled_index",
     "local_path",
     "make_entry",
+    "model_entry",
     "parse_index",
+    "qualified_name",
     "read_document",
 ]
 
-SCHEMA = 1
+SCHEMA = 2  # what publish writes
+SCHEMAS = (1, SCHEMA)  # what this zoo reads
 BUNDLED = "zoo"
 ENTRY_NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*\.[a-z0-9]+(?:[-_][a-z0-9]+)*$")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
@@ -78,15 +87,29 @@ class PretrainedEntry:
     summary: str = ""
     registry: str = BUNDLED  # the registry's name, or the declaring plugin
     source: str = ""  # where the entry came from (index location or "plugin:<name>")
+    plugin: str | None = None  # the model's plugin, distribution and version (schema 2)
+    dist: str | None = None
+    dist_version: str | None = None
 
     @property
     def tag(self) -> str:
         """The part after the model name: ``digits`` in ``tinyvgg.digits``."""
         return self.name.split(".", 1)[1]
 
+    @property
+    def pin(self) -> Pin:
+        """The model the weights are for (no plugin: a schema-1 bare name)."""
+        return Pin("model", self.model, self.plugin, self.dist, self.dist_version)
+
     def to_dict(self) -> dict[str, Any]:
-        """The ``--json`` shape: name, kind, plugin, summary, tasks, model, dataset, metrics..."""
+        """The ``--json`` shape: name, kind, plugin, summary, tasks, model, dataset, metrics...
+
+        Also ``qualname`` (``plugin/model.tag``), the model's ``model_entry`` (``plugin/name``),
+        ``dist`` and ``dist_version``, and ``installed``: whether that exact model is here
+        (else ``missing`` says what to install).
+        """
         tasks = _tasks(self)
+        model = model_entry(self)
         return {
             "name": self.name,
             "kind": "pretrained",
@@ -94,6 +117,12 @@ class PretrainedEntry:
             "summary": _summary(self, tasks),
             "tasks": tasks,
             "model": self.model,
+            "qualname": qualified_name(self),
+            "model_entry": model.qualname if model is not None else self.pin.qualname,
+            "dist": self.dist or (model.dist if model is not None else None),
+            "dist_version": self.dist_version or (model.version if model is not None else None),
+            "installed": model is not None,
+            "missing": None if model is not None else missing_reason(self.pin),
             "tag": self.tag,
             "dataset": self.dataset,
             "metrics": dict(self.metrics),
@@ -118,13 +147,24 @@ def _summary(entry: PretrainedEntry, tasks: list[str]) -> str:
 
 
 def _tasks(entry: PretrainedEntry) -> list[str]:
-    registry = get_registry()
-    for kind, name in (("dataset", entry.dataset), ("model", entry.model)):
-        if name and registry.find(name):
-            found = [e for e in registry.find(name) if e.kind == kind]
-            if found:
-                return list(found[0].tasks)
-    return []
+    if entry.dataset:
+        found = [e for e in get_registry().find(entry.dataset) if e.kind == "dataset"]
+        if found:
+            return list(found[0].tasks)
+    model = model_entry(entry)
+    return list(model.tasks) if model is not None else []
+
+
+def model_entry(entry: PretrainedEntry) -> Entry | None:
+    """The registered model ``entry``'s weights are for: exactly its pin, else ``None``."""
+    return get_registry().pinned(entry.pin)
+
+
+def qualified_name(entry: PretrainedEntry) -> str:
+    """``plugin/model.tag`` (the model's qualified name, then the tag): unique whatever is
+    installed. A schema-1 entry whose bare model no first-party model has keeps its bare name."""
+    model = model_entry(entry)
+    return f"{model.qualname if model is not None else entry.pin.qualname}.{entry.tag}"
 
 
 # ---------------------------------------------------------------- locations
@@ -154,7 +194,8 @@ def read_document(data: bytes | str, location: str) -> dict[str, Any]:
     """An index document after its JSON, shape and schema checks (entries not yet validated).
 
     Raises:
-        FetchError: one line naming ``location`` when the document is not a schema-1 index.
+        FetchError: one line naming ``location`` when the document is not an index of a schema
+            this zoo reads (:data:`SCHEMAS`).
     """
     try:
         doc = json.loads(data)
@@ -165,9 +206,10 @@ def read_document(data: bytes | str, location: str) -> dict[str, Any]:
             f"malformed registry index {location}: expected {{'schema', 'entries': [...]}}"
         )
     schema = doc.get("schema")
-    if schema != SCHEMA:
+    if schema not in SCHEMAS or isinstance(schema, bool):
+        readable = " or ".join(map(str, SCHEMAS))
         raise FetchError(
-            f"registry index {location} has schema {schema!r}; this zoo reads schema {SCHEMA}"
+            f"registry index {location} has schema {schema!r}; this zoo reads schema {readable}"
         )
     return doc
 
@@ -231,9 +273,15 @@ def make_entry(raw: Any, *, base: str | None, registry: str, where: str) -> Pret
     metrics = raw.get("metrics", {})
     if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in metrics.values()):
         raise bad(f"{name}: metrics must be numbers")
-    for key in ("dataset", "license", "recipe", "created", "summary"):
+    for key in ("dataset", "license", "recipe", "created", "summary", "plugin", "dist"):
         if raw.get(key) is not None and not isinstance(raw[key], str):
             raise bad(f"{name}: {key} must be a string")
+    if raw.get("dist_version") is not None and not isinstance(raw["dist_version"], str):
+        raise bad(f"{name}: dist_version must be a string")
+    try:
+        Pin("model", model, raw.get("plugin"), raw.get("dist"), raw.get("dist_version")).check()
+    except ValueError as exc:
+        raise bad(f"{name}: {exc}") from None
     return PretrainedEntry(
         name=name,
         model=model,
@@ -247,6 +295,9 @@ def make_entry(raw: Any, *, base: str | None, registry: str, where: str) -> Pret
         summary=raw.get("summary") or "",
         registry=registry,
         source=str(base or f"plugin:{registry}"),
+        plugin=raw.get("plugin"),
+        dist=raw.get("dist"),
+        dist_version=raw.get("dist_version"),
     )
 
 

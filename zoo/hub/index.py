@@ -7,9 +7,15 @@ Registries, searched in this order (like ``PATH``: the first one naming an entry
 3. the bundled registry (package ``zoo_registry``: the repo's ``registry/``);
 4. ``pretrained=[...]`` declarations in plugins' model metadata.
 
-So a registry you add explicitly overrides the bundled one. When two sources provide the same
-``model.tag`` with different contents, the later one is shadowed and one ``zoo: warning:`` line
-on stderr names both (once per process). A ``$ZOO_REGISTRY`` registry that cannot be read
+So a registry you add explicitly overrides the bundled one. An entry is identified by its
+qualified name, ``plugin/model.tag`` (:func:`~zoo.hub.entries.qualified_name`): when two sources
+provide the same one with different contents, the later one is shadowed and one
+``zoo: warning:`` line on stderr names both (once per process). Entries for different models
+that share a bare ``model.tag`` (``mlp.circles`` for zoo's ``workflow/mlp`` and for a plugin's
+``dup/mlp``) are both kept: the bare name means the entry of the model the bare model name
+means (:meth:`~zoo.registry.entries.Registry.get`: first-party first), the other is reachable
+by its qualified name (``dup/mlp.circles``), and a bare name that stays ambiguous is an error
+listing them. A ``$ZOO_REGISTRY`` registry that cannot be read
 (missing or malformed index, unreachable URL) is skipped with one warning line, so it cannot
 break unrelated commands; looking up a name no readable registry has then fails with that
 registry's error. Registries passed explicitly (``registry=``, ``--registry``) and the bundled
@@ -29,16 +35,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zoo._util.log import get_logger, warn_once
-from zoo._util.names import filter_names, unknown_message
-from zoo.errors import FetchError, UnknownNameError
+from zoo._util.names import filter_names, normalize_name, unknown_message
+from zoo.errors import AmbiguousNameError, FetchError, UnknownNameError, ZooError
 from zoo.hub.cache import fetch_entry, fetch_index
 from zoo.hub.entries import (
     PretrainedEntry,
     bundled_index,
     local_path,
     make_entry,
+    model_entry,
     parse_index,
+    qualified_name,
 )
+from zoo.registry.entries import Entry, dist_key
 from zoo.registry.plugins import get_registry
 
 __all__ = [
@@ -47,6 +56,8 @@ __all__ = [
     "get_pretrained",
     "list_pretrained",
     "load_index",
+    "pretrained_for",
+    "pretrained_listing",
     "registry_locations",
 ]
 
@@ -106,7 +117,8 @@ def load_index(location: str, offline: bool | None = None) -> list[PretrainedEnt
 
 
 def _plugin_entries() -> list[PretrainedEntry]:
-    """Pretrained entries declared as ``pretrained=[{...}]`` in plugins' model metadata."""
+    """Pretrained entries declared as ``pretrained=[...]`` in plugins' model metadata (pinned
+    to the declaring model entry)."""
     out = []
     for model in get_registry().entries("model"):
         for i, raw in enumerate(model.meta.get("pretrained", ())):
@@ -116,6 +128,7 @@ def _plugin_entries() -> list[PretrainedEntry]:
                 if tag and "name" not in raw:
                     raw["name"] = f"{model.name}.{tag}"
                 raw.setdefault("model", model.name)
+                raw.update(plugin=model.plugin, dist=model.dist, dist_version=model.version)
             try:
                 entry = make_entry(
                     raw, base=None, registry=model.plugin,
@@ -138,10 +151,25 @@ def _warn(message: str) -> None:
 
 @dataclass
 class _Found:
-    """Every readable entry by name, and the ``$ZOO_REGISTRY`` registries that were skipped."""
+    """Every readable entry by qualified name, and the ``$ZOO_REGISTRY`` registries skipped."""
 
     entries: dict[str, PretrainedEntry]
     skipped: list[tuple[str, FetchError]]
+
+    def named(self, name: str) -> list[PretrainedEntry]:
+        """The entries ``name`` (bare or qualified, normalised by :func:`_key`) could mean."""
+        key = _key(name)
+        if "/" in key:
+            return [self.entries[key]] if key in self.entries else []
+        return [e for e in self.entries.values() if e.name == key]
+
+    def listing(self) -> dict[str, PretrainedEntry]:
+        """Every entry by its listed name: bare where the bare name means it, else qualified."""
+        out: dict[str, PretrainedEntry] = {}
+        for key, entry in self.entries.items():
+            group = self.named(entry.name)
+            out[entry.name if _pick(entry.name, group) is entry else key] = entry
+        return out
 
 
 def _collect(registry: str | list[str] | tuple[str, ...] | None, offline: bool | None) -> _Found:
@@ -164,8 +192,9 @@ def _collect(registry: str | list[str] | tuple[str, ...] | None, offline: bool |
 
 
 def _keep_first(found: dict[str, PretrainedEntry], entry: PretrainedEntry) -> None:
-    """Add ``entry`` unless an earlier source has its name; warn when that hides a different one."""
-    first = found.setdefault(entry.name, entry)
+    """Add ``entry`` unless an earlier source has its qualified name; warn when that hides a
+    different one."""
+    first = found.setdefault(_key(qualified_name(entry)), entry)
     if first is not entry and _contents(first) != _contents(entry):
         _warn(
             f"pretrained entry {entry.name} from {_where(first)} shadows the one from "
@@ -174,7 +203,7 @@ def _keep_first(found: dict[str, PretrainedEntry], entry: PretrainedEntry) -> No
 
 
 def _contents(entry: PretrainedEntry) -> tuple:
-    return entry.model, entry.kwargs, tuple((f.sha256, f.size) for f in entry.files)
+    return entry.pin, entry.kwargs, tuple((f.sha256, f.size) for f in entry.files)
 
 
 def _where(entry: PretrainedEntry) -> str:
@@ -185,47 +214,94 @@ def _where(entry: PretrainedEntry) -> str:
 def all_entries(
     registry: str | list[str] | tuple[str, ...] | None = None, offline: bool | None = None
 ) -> dict[str, PretrainedEntry]:
-    """Every pretrained entry by name; earlier registries win over later ones.
+    """Every pretrained entry by its listed name (see :func:`list_pretrained`); earlier
+    registries win over later ones.
 
     Unreadable ``$ZOO_REGISTRY`` registries are skipped with a warning (see the module doc).
     """
-    return _collect(registry, offline).entries
+    return _collect(registry, offline).listing()
+
+
+def pretrained_listing(
+    pattern: str | list[str] | None = None,
+    registry: str | list[str] | tuple[str, ...] | None = None,
+) -> list[tuple[str, PretrainedEntry]]:
+    """``(listed name, entry)`` pairs matching an fnmatch ``pattern``, sorted by name."""
+    listed = all_entries(registry)
+    return [(n, listed[n]) for n in filter_names(sorted(listed), pattern, normalize=_key)]
 
 
 def list_pretrained(
     pattern: str | list[str] | None = None, registry: str | list[str] | None = None
 ) -> list[str]:
-    """Pretrained entry names (``model.tag``) matching an fnmatch ``pattern``, sorted."""
-    return filter_names(sorted(all_entries(registry)), pattern, normalize=_key)
+    """Pretrained entry names matching an fnmatch ``pattern``, sorted: ``model.tag``, or
+    ``plugin/model.tag`` for an entry its bare name does not mean (another model's)."""
+    return [name for name, _ in pretrained_listing(pattern, registry)]
+
+
+def pretrained_for(model: Entry, registry: str | list[str] | None = None) -> list[str]:
+    """Listed names of the pretrained entries whose weights are for exactly ``model``."""
+    return [
+        name for name, entry in pretrained_listing(None, registry) if model_entry(entry) is model
+    ]
 
 
 def get_pretrained(
     name: str, registry: str | list[str] | None = None, offline: bool | None = None
 ) -> PretrainedEntry:
-    """The entry called ``name`` (``model.tag``); unknown names get close matches."""
+    """The entry called ``name``: ``model.tag``, ``plugin/model.tag`` or
+    ``dist:plugin/model.tag``. Unknown names get close matches; a bare name two models'
+    entries share, neither of them the model the bare model name means, is ambiguous."""
     found = _collect(registry, offline)
-    entries = found.entries
-    key = _key(name)
-    if key in entries:
-        return entries[key]
+    group = found.named(name)
+    entry = _pick(_key(name), group)
+    if entry is not None:
+        return entry
+    if group:
+        both = ", ".join(sorted(_key(qualified_name(e)) for e in group))
+        raise AmbiguousNameError(
+            f"pretrained entry {name!r} is published for several models; use one of: {both}"
+        )
     if found.skipped:  # the skipped registry may be the one that has it: say why it was not read
         loc, exc = found.skipped[0]
         raise FetchError(f"cannot look up pretrained entry {name!r}: {exc} (from ZOO_REGISTRY)")
+    listed = found.listing()
     raise UnknownNameError(
         unknown_message(
-            "pretrained entry", name, entries, otherwise="see `zoo list pretrained`", key=key
+            "pretrained entry", name, listed, otherwise="see `zoo list pretrained`", key=_key(name)
         )
     )
 
 
+def _pick(name: str, group: list[PretrainedEntry]) -> PretrainedEntry | None:
+    """The entry a (bare) name means: the only one, else the one for the model that the bare
+    model name means (first-party first, see :meth:`~zoo.registry.entries.Registry.get`)."""
+    if len(group) <= 1:
+        return group[0] if group else None
+    try:
+        wanted = get_registry().get("model", name.split(".", 1)[0])
+    except ZooError:
+        return None
+    mine = [e for e in group if model_entry(e) is wanted]
+    return mine[0] if len(mine) == 1 else None
+
+
 def _key(name: str) -> str:
-    """How a pretrained entry name or pattern is compared: lower case (tags may hold ``_``)."""
-    return name.strip().lower()
+    """How a pretrained entry name or pattern is compared: lower case (tags may hold ``_``);
+    a ``dist:plugin/`` qualifier normalised as registry names are."""
+    qualifier, slash, rest = name.strip().lower().rpartition("/")
+    if not slash:
+        return rest
+    dist, colon, plugin = qualifier.rpartition(":")
+    return f"{dist_key(dist) + ':' if colon else ''}{normalize_name(plugin)}/{rest}"
 
 
 # ---------------------------------------------------------------- fetch
 
 
 def fetch(name: str, registry: str | list[str] | None = None, offline: bool | None = None) -> Path:
-    """Fetch every file of pretrained entry ``name`` into the cache; return the first (weights)."""
+    """Fetch every file of pretrained entry ``name`` into the cache; return the first (weights).
+
+    Fetching does not need the entry's model to be installed (``zoo fetch`` says when it is not).
+    """
     return fetch_entry(get_pretrained(name, registry, offline), offline)

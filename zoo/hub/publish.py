@@ -1,17 +1,34 @@
 """Publishing: copy exported weights into a local registry directory and index them.
 
-This module does not import torch (reading the weights' metadata does, inside the call).
+Publishing validates everything before it writes anything, then commits under the registry's
+lock:
+
+1. **Validate** (nothing written yet): the weights file and the model it pins (a zoo 0.1 file's
+   bare name must be a first-party model's), the tag, the recipe (read now), the registry's
+   current ``index.json`` (every entry parsed as readers parse it), that an existing entry is
+   replaced only with ``force``, and the new index as every reader will parse it.
+2. **Stage**: the weights (and recipe) are copied under names no file of the registry has yet
+   (``NAME.safetensors``, else ``NAME-<sha256 prefix>.safetensors``; a file with the same bytes
+   is reused), each written atomically. The current index references none of them.
+3. **Commit**: ``index.json`` is replaced atomically; that rename is the commit. Files only the
+   replaced entry used are removed afterwards (a leftover is harmless: nothing references it).
+
+A failure before the commit removes what was staged, so the registry is left byte-for-byte as
+it was. This module does not import torch (reading the weights' metadata does, in the call).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from zoo._util.atomic import atomic_path, os_reason, write_bytes, write_json
+from zoo._util.atomic import atomic_path, os_reason, write_json
 from zoo.errors import FetchError, UsageError, ZooError
 from zoo.hub.cache import CHUNK, locked
 from zoo.hub.entries import (
@@ -22,6 +39,8 @@ from zoo.hub.entries import (
     parse_index,
     read_document,
 )
+from zoo.registry.entries import Pin
+from zoo.registry.plugins import pinned_entry
 
 __all__ = ["publish"]
 
@@ -38,9 +57,17 @@ def publish(
 ) -> PretrainedEntry:
     """Copy a weights file (or a run dir's ``model.safetensors``) into a local registry.
 
-    The entry (``model.tag``) takes its model, kwargs, dataset and metrics from the file's
-    metadata, completed from the run's ``run.json`` when ``source`` is a run dir. ``index.json``
-    is rewritten atomically under a lock; an existing entry is replaced only with ``force``.
+    The entry (``model.tag``) takes its model pin (``plugin``, ``dist``, ``dist_version``),
+    kwargs, dataset and metrics from the file's metadata, completed from the run's ``run.json``
+    when ``source`` is a run dir. An existing entry is replaced only with ``force``. Everything
+    is validated first; then files and ``index.json`` are committed atomically under the
+    registry's lock (see the module doc): a failure leaves the registry as it was.
+
+    Raises:
+        UsageError: bad tag, missing recipe, weights of no zoo model, an existing entry
+            without ``force``.
+        FetchError: the registry's current index is malformed.
+        ZooError: the registry cannot be written.
     """
     from zoo.weights import files as weights
     from zoo.weights import source as rundir
@@ -48,27 +75,25 @@ def publish(
     weights_path = rundir.resolve_weights(source)
     run = _run_of(source)
     kept = Path(source) / rundir.RECIPE
-    recipe = recipe or (kept if kept.is_file() else None)
+    recipe_path = Path(recipe) if recipe else (kept if kept.is_file() else None)
+    recipe_bytes = _read_recipe(recipe_path)
     meta = weights.read_metadata(weights_path)
-    if not meta.get("model"):
-        why = (
-            "was exported from a module not built by zoo.create_model, so it names no model entry"
-            if meta.get("format") == weights.FORMAT
-            else "has no zoo model metadata (it was not written by zoo.export)"
-        )
-        raise UsageError(f"{weights_path} {why}; only weights of zoo models can be published")
-    name = f"{meta['model']}.{tag}"
+    pin = _model_pin(meta, weights.read_pins(meta, weights_path), weights_path, weights.FORMATS)
+    name = f"{pin.name}.{tag}"
     if not ENTRY_NAME.match(name):
         raise UsageError(f"tag {tag!r} must be lower-case letters, digits and '-'")
+    digest, size = _sha256(weights_path)
     root = local_path(str(registry))
     if root.suffix == ".json":
         root = root.parent
+    made_root = not root.exists()
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ZooError(
             f"cannot create registry directory {root}: {os_reason(exc, root / 'x')}"
         ) from None
+    staged: list[Path] = []
     try:
         with locked(root):  # the directory itself: publishing leaves no lock file behind
             index_path = root / "index.json"
@@ -76,40 +101,34 @@ def publish(
             existing = [e for e in doc["entries"] if isinstance(e, dict) and e.get("name") == name]
             if existing and not force:
                 raise UsageError(f"{name} is already in {index_path}; use --force to replace it")
-            filename = f"{name}.safetensors"
-            digest, size = hashlib.sha256(), 0
-            with (
-                atomic_path(root / filename) as tmp,
-                open(weights_path, "rb") as src,
-                open(tmp, "wb") as dst,
-            ):
-                for chunk in iter(lambda: src.read(CHUNK), b""):
-                    dst.write(chunk)
-                    digest.update(chunk)
-                    size += len(chunk)
+            old = existing[0] if existing else {}
+            filename = _free_name(root, f"{name}.safetensors", digest, size)
             raw: dict[str, Any] = {
                 "name": name,
-                "model": meta["model"],
+                "model": pin.name,
+                "plugin": pin.plugin,
+                "dist": pin.dist,
+                "dist_version": pin.version,
                 "kwargs": meta.get("kwargs") or {},
-                "files": [{"url": filename, "sha256": digest.hexdigest(), "size": size}],
+                "files": [{"url": filename, "sha256": digest, "size": size}],
                 "metrics": meta.get("metrics") or run.get("result", {}).get("metrics", {}),
                 "dataset": meta.get("dataset") or run.get("settings", {}).get("dataset"),
-                "license": license or (existing[0].get("license") if existing else None) or "MIT",
+                "license": license or old.get("license") or "MIT",
                 "recipe": None,
                 "created": meta.get("created"),
             }
-            if recipe and not Path(recipe).is_file():
-                raise UsageError(f"no such recipe file: {recipe}")
-            summary = summary or (existing[0].get("summary") if existing else None)
-            summary = summary or (_recipe_description(Path(recipe)) if recipe else None)
+            if pin.version is None:
+                del raw["dist_version"]
+            summary = summary or old.get("summary")
+            summary = summary or (_recipe_description(recipe_bytes) if recipe_bytes else None)
             if summary:
                 raw["summary"] = summary
-            if recipe:
-                recipe_src = Path(recipe)
-                dest = root / "recipes" / f"{name}.toml"
-                if recipe_src.resolve() != dest.resolve():
-                    write_bytes(dest, recipe_src.read_bytes())
-                raw["recipe"] = f"recipes/{name}.toml"
+            if recipe_bytes is not None:
+                recipe_digest = hashlib.sha256(recipe_bytes).hexdigest()
+                raw["recipe"] = _free_name(
+                    root, f"recipes/{name}.toml", recipe_digest, len(recipe_bytes)
+                )
+            doc["schema"] = SCHEMA
             doc["entries"] = sorted(
                 [e for e in doc["entries"] if not (isinstance(e, dict) and e.get("name") == name)]
                 + [raw],
@@ -118,22 +137,144 @@ def publish(
             # the index as it will be written passes the same checks every reader makes
             entries = parse_index(json.dumps(doc), str(index_path))
             entry = next(e for e in entries if e.name == name)
-            write_json(index_path, doc)
-    except OSError as exc:
-        where = exc.filename or root
-        raise ZooError(
-            f"cannot write to registry {root} ({where}): {exc.strerror or exc}"
-        ) from None
+            # validated: now the writes, none of them over a file the registry has
+            _write(root / filename, _copier(weights_path, digest), staged)
+            if recipe_bytes is not None:
+                _write(root / raw["recipe"], lambda tmp: tmp.write_bytes(recipe_bytes), staged)
+            write_json(index_path, doc)  # the commit
+            staged.clear()
+            with contextlib.suppress(OSError):  # a leftover is harmless: nothing references it
+                _remove_unreferenced(root, old, doc)
+    except BaseException as exc:
+        for path in reversed(staged):  # not committed: the registry is as it was
+            with contextlib.suppress(OSError):
+                path.rmdir() if path.is_dir() else path.unlink(missing_ok=True)
+        if made_root:
+            with contextlib.suppress(OSError):
+                root.rmdir()  # only if empty
+        if isinstance(exc, OSError):
+            where = exc.filename or root
+            raise ZooError(
+                f"cannot write to registry {root} ({where}): {exc.strerror or exc}"
+            ) from None
+        raise
     return entry
 
 
-def _recipe_description(path: Path) -> str | None:
+def _model_pin(meta: dict[str, Any], pins: dict[str, Pin], path: Path, formats: tuple) -> Pin:
+    """The model the weights pin, complete (plugin, distribution, version), or a one-line error.
+
+    A zoo 0.1 file's bare name is completed from the first-party model of that name.
+    """
+    pin = pins.get("model")
+    if pin is None:
+        why = (
+            "was exported from a module not built by zoo.create_model, so it names no model entry"
+            if meta.get("format") in formats
+            else "has no zoo model metadata (it was not written by zoo.export)"
+        )
+        raise UsageError(f"{path} {why}; only weights of zoo models can be published")
+    if pin.plugin is None or pin.dist is None:
+        pin = pinned_entry(pin, source=str(path)).pin
+    return pin
+
+
+def _read_recipe(path: Path | None) -> bytes | None:
+    """The recipe's bytes (read before anything is written), or a one-line error."""
+    if path is None:
+        return None
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"no such recipe file: {path}") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read recipe {path}: {exc.strerror or exc}") from None
+
+
+def _sha256(path: Path) -> tuple[str, int]:
+    """``(sha256 hex, size)`` of a file, read in chunks."""
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(CHUNK), b""):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def _copier(src: Path, digest: str) -> Callable[[Path], None]:
+    """Write ``src`` into a temp path, checking it still has the bytes validated earlier."""
+
+    def copy(tmp: Path) -> None:
+        got = hashlib.sha256()
+        with open(src, "rb") as fh, open(tmp, "wb") as out:
+            for chunk in iter(lambda: fh.read(CHUNK), b""):
+                out.write(chunk)
+                got.update(chunk)
+        if got.hexdigest() != digest:
+            raise ZooError(f"{src} changed while it was being published; try again")
+
+    return copy
+
+
+def _free_name(root: Path, rel: str, digest: str, size: int) -> str:
+    """Where a file with ``digest`` goes under ``root`` without touching any existing file:
+    ``rel`` or ``stem-<sha>.suffix``, whichever is free or already holds exactly these bytes."""
+    stem, dot, suffix = rel.rpartition(".")
+    candidates = (rel, f"{stem}-{digest[:16]}{dot}{suffix}", f"{stem}-{digest}{dot}{suffix}")
+    for candidate in candidates:
+        path = root / candidate
+        if path.is_file() and path.stat().st_size == size and _sha256(path) == (digest, size):
+            return candidate
+    for candidate in candidates:
+        if not (root / candidate).exists():
+            return candidate
+    raise ZooError(f"cannot publish into {root}: {rel} and its alternatives hold other files")
+
+
+def _write(path: Path, write: Callable[[Path], None], staged: list[Path]) -> None:
+    """Write a new file atomically (``write`` fills a temp path); a file already there holds
+    the same bytes (see :func:`_free_name`) and is kept as it is."""
+    if path.exists():
+        return
+    if not path.parent.exists():
+        path.parent.mkdir()  # recipes/ (the registry root exists)
+        staged.append(path.parent)
+    with atomic_path(path) as tmp:
+        write(tmp)
+    staged.append(path)
+
+
+def _remove_unreferenced(root: Path, old: dict[str, Any], doc: dict[str, Any]) -> None:
+    """After the commit: delete the replaced entry's files that no entry references now."""
+    used = {_local(ref) for e in doc["entries"] if isinstance(e, dict) for ref in _refs(e)}
+    for ref in _refs(old):
+        rel = _local(ref)
+        if rel and rel not in used:
+            (root / rel).unlink(missing_ok=True)
+
+
+def _refs(entry: dict[str, Any]) -> list[str]:
+    files = entry.get("files") if isinstance(entry.get("files"), list) else []
+    urls = [f.get("url") for f in files if isinstance(f, dict)]
+    return [u for u in [*urls, entry.get("recipe")] if isinstance(u, str)]
+
+
+def _local(ref: str) -> str:
+    """A relative in-registry path (``a/b.x``), or ``""`` for anything else (URL, ``..``)."""
+    parts = urllib.parse.urlsplit(ref)
+    segments = ref.replace("\\", "/").split("/")
+    if parts.scheme or parts.netloc or ref.startswith(("/", "\\")) or ".." in segments:
+        return ""
+    return "/".join(s for s in segments if s not in ("", "."))
+
+
+def _recipe_description(data: bytes) -> str | None:
     """A recipe's ``description`` (the entry's summary when none is given)."""
     import tomllib
 
     try:
-        value = tomllib.loads(path.read_text(encoding="utf-8")).get("description")
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        value = tomllib.loads(data.decode("utf-8")).get("description")
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
         return None
     return value if isinstance(value, str) else None
 
@@ -145,18 +286,17 @@ def _run_of(source: str | os.PathLike) -> dict[str, Any]:
     path = Path(source)
     if not (path / rundir.RUN_JSON).is_file():
         return {}
-    try:
-        return rundir.read_run_json(path)
-    except ValueError as exc:
-        raise UsageError(f"{path / rundir.RUN_JSON} is not valid JSON ({exc})") from None
+    return rundir.read_run_json(path)
 
 
 def _read_index_doc(path: Path) -> dict[str, Any]:
-    """The registry's index document (a new, empty one when there is none yet)."""
+    """The registry's index document, validated as every reader validates it (a new, empty one
+    when there is none yet)."""
     if not path.exists():
         return {"schema": SCHEMA, "entries": []}
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise FetchError(f"cannot read registry index {path}: {exc.strerror or exc}") from None
+    parse_index(data, str(path))
     return read_document(data, str(path))

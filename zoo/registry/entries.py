@@ -1,9 +1,21 @@
 """Registry entries and name lookup.
 
 An :class:`Entry` is what a plugin's ``register(...)`` call recorded: a kind, a name, a lazy
-target and its metadata. The :class:`Registry` holds every entry, keeps duplicate names from
-different plugins side by side (reachable as ``plugin/name``), and resolves a user's name
+target and its metadata. The :class:`Registry` holds every entry and resolves a user's name
 with close-match suggestions. Nothing here imports torch or a plugin's target.
+
+Names (DESIGN.md's rule; installing a plugin never changes what an existing name means):
+
+- A bare name (``mlp``) is the first-party entry of that name (distribution ``zoo``) whatever
+  else is installed; else the one entry of that name; two third-party entries sharing it make
+  it an ambiguity error listing both.
+- A qualified name is ``plugin/name``, the plugin being the entry-point name (``dup/mlp``).
+  Where two distributions use one entry-point name, the distribution comes first:
+  ``dist:plugin/name`` (``zoo-dup:dup/mlp``); the first-party one keeps ``plugin/name``.
+  :attr:`Entry.qualname` is always the unique spelling.
+- A :class:`Pin` is what a file records of an entry (name, plugin, distribution, version):
+  :meth:`Registry.pinned` finds exactly that entry or nothing, never another of that name.
+  A pin without a plugin (a file from zoo 0.1) resolves to a first-party entry only.
 """
 
 from __future__ import annotations
@@ -12,7 +24,7 @@ import functools
 import importlib
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -27,8 +39,13 @@ TASKS = ("regression", "binary", "multiclass")
 INPUT_KINDS = ("features", "image", "any")
 EXPECTS = ("logits", "probabilities", "log-probabilities")
 
+FIRST_PARTY_DIST = "zoo"  # the distribution whose entries keep their bare names
+
 _NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+_PLUGIN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")  # an entry-point name, normalised
+_DIST = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")  # a distribution name, normalised
+_VERSION = re.compile(r"^[\w.!+-]{1,64}$")
 
 
 @dataclass(frozen=True)
@@ -44,17 +61,50 @@ class Entry:
     summary: str = ""
     tasks: tuple[str, ...] = TASKS
     meta: Mapping[str, Any] = field(default_factory=dict)
+    #: ``dist:plugin/name``, set by the :class:`Registry` where another distribution's
+    #: plugin has this entry-point name and this kind and name; else ``""``.
+    dist_qualname: str = field(default="", repr=False)
 
     @property
     def qualname(self) -> str:
-        return f"{self.plugin}/{self.name}"
+        """The unique qualified name: ``plugin/name`` (``dist:plugin/name`` where needed)."""
+        return self.dist_qualname or f"{self.plugin}/{self.name}"
 
     @property
+    def first_party(self) -> bool:
+        """Whether the entry ships with zoo itself (its bare name is never taken)."""
+        return dist_key(self.dist) == FIRST_PARTY_DIST
+
+    @property
+    def pin(self) -> Pin:
+        """What a file made with this entry records of it."""
+        return Pin(self.kind, self.name, self.plugin, self.dist, self.version)
+
+    @functools.cached_property
     def input_kind(self) -> str:
-        """``features``/``image`` for a dataset (by shape); declared or ``any`` for a model."""
+        """``features`` or ``image``: a dataset's by its shape; for a model the declared kind,
+        else inferred from the target's signature (``in_channels`` or ``image_size`` ->
+        ``image``; ``in_features`` without them -> ``features``; else ``any``).
+
+        Inferring imports the target, so it happens when the entry is used (compatibility,
+        building, ``zoo info``), never when it is listed; a target that cannot be imported
+        counts as ``any`` here and fails with its own error when it is built.
+        """
         if self.kind == "dataset":
             return "image" if len(self.meta["input_shape"]) == 3 else "features"
-        return self.meta.get("input_kind", "any")
+        declared = self.meta.get("input_kind")
+        if declared is not None or self.kind != "model":
+            return declared or "any"
+        import inspect
+
+        try:
+            params = inspect.signature(self.load()).parameters.values()
+        except (PluginError, TypeError, ValueError):
+            return "any"
+        named = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        if named & {"in_channels", "image_size"}:
+            return "image"
+        return "features" if "in_features" in named else "any"
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -103,6 +153,7 @@ class Entry:
             "name": self.name,
             "kind": self.kind,
             "plugin": self.plugin,
+            "qualname": self.qualname,
             "dist": self.dist,
             "version": self.version,
             "summary": self.summary,
@@ -110,6 +161,77 @@ class Entry:
             "target": self.target_repr,
             **jsonable(meta),
         }
+
+
+def dist_key(dist: str) -> str:
+    """A distribution name as compared (PEP 503): ``Zoo_Dup`` -> ``zoo-dup``."""
+    return re.sub(r"[-_.]+", "-", dist.strip()).lower()
+
+
+def split_name(name: str) -> tuple[str | None, str | None, str]:
+    """``dist:plugin/name`` -> ``(dist, plugin, name)``, normalised; absent parts are ``None``."""
+    qualifier, _, bare = normalize_name(name).rpartition("/")
+    dist, _, plugin = qualifier.rpartition(":")
+    return (dist_key(dist) or None, plugin or None, bare)
+
+
+@dataclass(frozen=True)
+class Pin:
+    """What a weights file, run or index entry records of the entry it was made with.
+
+    ``plugin`` is the entry-point name, ``dist`` and ``version`` the distribution that provided
+    it. ``plugin=None`` is a bare name as zoo 0.1 wrote it: only a first-party entry matches.
+    """
+
+    kind: str
+    name: str
+    plugin: str | None = None
+    dist: str | None = None
+    version: str | None = None
+
+    @classmethod
+    def parse(cls, kind: str, ref: str, dist: str | None = None, version: str | None = None) -> Pin:
+        """A pin from a recorded name: bare, ``plugin/name`` or ``dist:plugin/name``."""
+        in_name, plugin, bare = split_name(ref)
+        return cls(kind, bare, plugin, in_name or dist, version)
+
+    @classmethod
+    def from_dict(cls, kind: str, raw: Any) -> Pin:
+        """A pin as :meth:`to_dict` wrote it; ``ValueError`` says what is malformed."""
+        if not isinstance(raw, Mapping) or not isinstance(raw.get("entry"), str):
+            raise ValueError(f"{kind} pin must be an object with an 'entry' string")
+        for key in ("dist", "version"):
+            if raw.get(key) is not None and not isinstance(raw[key], str):
+                raise ValueError(f"{kind} pin: {key} must be a string")
+        pin = cls.parse(kind, raw["entry"], raw.get("dist"), raw.get("version"))
+        pin.check()
+        return pin
+
+    def check(self) -> None:
+        """Raise ``ValueError`` unless every part is a well-formed name (data never acts)."""
+        parts = (
+            (_NAME, self.name, "name"), (_PLUGIN, self.plugin, "plugin"),
+            (_DIST, self.dist and dist_key(self.dist), "distribution"),
+            (_VERSION, self.version, "version"),
+        )  # fmt: skip
+        for pattern, value, what in parts:
+            if value is not None and not pattern.match(value):
+                raise ValueError(f"{self.kind} pin: malformed {what} {value!r}")
+
+    @property
+    def qualname(self) -> str:
+        """``plugin/name``, or the bare name when no plugin is recorded."""
+        return f"{self.plugin}/{self.name}" if self.plugin else self.name
+
+    def describe(self) -> str:
+        """``model 'dup/mlp' (zoo-dup 0.1.0)``: how messages name it."""
+        made = " ".join(p for p in (self.dist, self.version) if p)
+        return f"{self.kind} {self.qualname!r}" + (f" ({made})" if made else "")
+
+    def to_dict(self) -> dict[str, str]:
+        """``{"entry": "plugin/name", "dist": ..., "version": ...}`` (absent parts left out)."""
+        out = {"entry": self.qualname, "dist": self.dist, "version": self.version}
+        return {k: v for k, v in out.items() if v}
 
 
 def make_entry(
@@ -191,55 +313,95 @@ def _check_meta(kind: str, name: str, tasks: tuple[str, ...], meta: dict[str, An
 
 
 class Registry:
-    """All entries by kind; duplicate bare names stay reachable as ``plugin/name``."""
+    """All entries by kind, resolved by the name rule of this module's doc."""
 
     def __init__(self, entries: Iterable[Entry] = (), failed_plugins: Iterable[str] = ()):
         self._by_kind: dict[str, dict[str, list[Entry]]] = {k: {} for k in KINDS}
         self.failed_plugins = list(failed_plugins)
+        entries = list(entries)
+        same: dict[tuple[str, str, str], list[Entry]] = {}
         for entry in entries:
+            same.setdefault(_plugin_and_name(entry), []).append(entry)
+        for entry in entries:
+            group = same[_plugin_and_name(entry)]
+            if len(group) > 1 and _pick(group) is not entry:  # another dist's plugin, same name
+                qualified = f"{dist_key(entry.dist)}:{entry.plugin}/{entry.name}"
+                entry = replace(entry, dist_qualname=qualified)
             self._by_kind[entry.kind].setdefault(entry.name, []).append(entry)
 
     def entries(self, kind: str) -> list[Entry]:
         """Every entry of one kind, sorted by name then plugin."""
         found = [e for group in self._by_kind[kind].values() for e in group]
-        return sorted(found, key=lambda e: (e.name, e.plugin))
+        return sorted(found, key=lambda e: (e.name, e.plugin, e.dist))
 
     def listing(self, kind: str, pattern: str | list[str] | None = None) -> list[tuple[str, Entry]]:
-        """``(listed name, entry)`` pairs: the bare name, or ``plugin/name`` for a shared name."""
-        pairs = {}
-        for entry in self.entries(kind):
-            shared = len(self._by_kind[kind][entry.name]) > 1
-            pairs[entry.qualname if shared else entry.name] = entry
+        """``(listed name, entry)`` pairs, each entry under its :meth:`name_of`."""
+        pairs = {self.name_of(entry): entry for entry in self.entries(kind)}
         return [(name, pairs[name]) for name in filter_names(list(pairs), pattern)]
 
     def names(self, kind: str, pattern: str | list[str] | None = None) -> list[str]:
         """Listed names of one kind matching ``pattern``."""
         return [name for name, _ in self.listing(kind, pattern)]
 
+    def name_of(self, entry: Entry) -> str:
+        """The name ``entry`` is listed under: bare when the bare name resolves to it, else its
+        :attr:`~Entry.qualname`."""
+        bare = _pick(self._candidates(entry.kind, entry.name))
+        return entry.name if bare is entry else entry.qualname
+
     def get(self, kind: str, name: str) -> Entry:
-        """Resolve a user's name (bare or ``plugin/name``) to one entry, or raise clearly."""
-        plugin, _, bare = normalize_name(name).rpartition("/")
-        group = self._by_kind[kind].get(bare, [])
-        if plugin:
-            group = [e for e in group if e.plugin == plugin]
-        if len(group) == 1:
-            return group[0]
-        if len(group) > 1:
-            both = ", ".join(e.qualname for e in group)
+        """Resolve a user's name (bare, ``plugin/name``, ``dist:plugin/name``) to one entry.
+
+        Raises:
+            UnknownNameError: no entry has that name (with close matches).
+            AmbiguousNameError: two third-party entries share the bare name (lists both).
+        """
+        group = self._candidates(kind, name)
+        entry = _pick(group)
+        if entry is not None:
+            return entry
+        if group:
+            both = ", ".join(sorted(e.qualname for e in group))
             raise AmbiguousNameError(
-                f"{kind} name {bare!r} is registered by several plugins; use one of: {both}"
+                f"{kind} name {split_name(name)[2]!r} is registered by several plugins; "
+                f"use one of: {both}"
             )
         raise UnknownNameError(self._unknown_message(kind, name))
 
     def find(self, name: str) -> list[Entry]:
-        """Every entry of any kind that a name resolves to (for ``zoo info``)."""
-        plugin, _, bare = normalize_name(name).rpartition("/")
-        return [
-            e
-            for kind in KINDS
-            for e in self._by_kind[kind].get(bare, [])
-            if not plugin or e.plugin == plugin
-        ]
+        """The entries a name resolves to, one per kind that has it (for ``zoo info``).
+
+        A kind where the name is ambiguous contributes every candidate (``get`` raises there).
+        """
+        found: list[Entry] = []
+        for kind in KINDS:
+            group = self._candidates(kind, name)
+            entry = _pick(group)
+            found += [entry] if entry is not None else group
+        return found
+
+    def pinned(self, pin: Pin) -> Entry | None:
+        """Exactly the entry a file pinned (its plugin, and distribution when recorded), or
+        ``None``: never another entry of the same name. A pin without a plugin (zoo 0.1's bare
+        names) matches the first-party entry of that name only."""
+        group = self._by_kind[pin.kind].get(pin.name, [])
+        if pin.plugin is None:
+            first = [e for e in group if e.first_party]
+            return first[0] if len(first) == 1 else None
+        group = [e for e in group if normalize_name(e.plugin) == normalize_name(pin.plugin)]
+        if pin.dist:
+            group = [e for e in group if dist_key(e.dist) == dist_key(pin.dist)]
+        return _pick(group)
+
+    def _candidates(self, kind: str, name: str) -> list[Entry]:
+        """Entries of ``kind`` whose name, plugin and distribution fit ``name``'s parts."""
+        dist, plugin, bare = split_name(name)
+        group = self._by_kind[kind].get(bare, [])
+        if plugin is not None:
+            group = [e for e in group if normalize_name(e.plugin) == plugin]
+        if dist is not None:
+            group = [e for e in group if dist_key(e.dist) == dist]
+        return group
 
     def _unknown_message(self, kind: str, name: str) -> str:
         return self.unknown_message(name, [kind])
@@ -259,3 +421,15 @@ class Registry:
         if self.failed_plugins:
             msg += f" (plugins failed to load: {', '.join(self.failed_plugins)}; see `zoo plugins`)"
         return msg
+
+
+def _pick(group: list[Entry]) -> Entry | None:
+    """The one entry a name means among ``group``: the only one, else the only first-party one."""
+    if len(group) == 1:
+        return group[0]
+    first = [e for e in group if e.first_party]
+    return first[0] if len(first) == 1 else None
+
+
+def _plugin_and_name(entry: Entry) -> tuple[str, str, str]:
+    return entry.kind, entry.name, normalize_name(entry.plugin)

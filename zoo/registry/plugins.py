@@ -26,6 +26,14 @@ Loading happens on first use (never at import of ``zoo``), once per process or p
    ``failed`` with every error on one line (``zoo plugins`` shows it). Every other plugin keeps
    working.
 
+4. Names (see :mod:`zoo.registry.entries`): a third-party entry whose name a first-party one
+   has stays reachable only as ``plugin/name``; its record gets a warning (``zoo plugins``
+   shows it, ``zoo check`` fails the plugin). Two distributions may use one entry-point name:
+   the second one's entries are qualified ``dist:plugin/name``.
+
+:func:`pinned_entry` resolves what a file pins, failing with one line that names what to
+install.
+
 Environment:
 
 - ``ZOO_PLUGINS=a,b``: load only those plugins (distribution or entry-point names) besides
@@ -47,17 +55,27 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint, PackageNotFoundError, entry_points
+from importlib.metadata import version as installed_version
 from types import MappingProxyType
 from typing import Any
 
 import pluggy
 
 from zoo._util.log import get_logger
-from zoo._util.names import close_matches
-from zoo.errors import PluginError
+from zoo._util.names import close_matches, normalize_name
+from zoo.errors import PluginError, UnknownNameError
 from zoo.registry import hookspecs
-from zoo.registry.entries import KINDS, PLURALS, Entry, Registry, make_entry
+from zoo.registry.entries import (
+    FIRST_PARTY_DIST,
+    KINDS,
+    PLURALS,
+    Entry,
+    Pin,
+    Registry,
+    dist_key,
+    make_entry,
+)
 
 __all__ = [
     "FIRST_PARTY_DIST",
@@ -65,12 +83,13 @@ __all__ = [
     "HOOKS",
     "PluginRecord",
     "get_registry",
+    "missing_reason",
+    "pinned_entry",
     "plugin_records",
     "reset",
 ]
 
 GROUP = "zoo"
-FIRST_PARTY_DIST = "zoo"
 
 logger = get_logger(__name__)
 
@@ -118,11 +137,12 @@ class PluginRecord:
     error: str | None = None
     hooks: list[str] = field(default_factory=list)
     entries: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # names it could not take
 
     @property
     def first_party(self) -> bool:
         """Whether the plugin ships with zoo itself."""
-        return self.dist == FIRST_PARTY_DIST
+        return dist_key(self.dist) == FIRST_PARTY_DIST
 
     def to_dict(self) -> dict[str, Any]:
         """The record as ``zoo plugins --json`` prints it."""
@@ -137,6 +157,7 @@ class PluginRecord:
             "error": self.error,
             "hooks": self.hooks,
             "entries": self.entries,
+            "warnings": self.warnings,
         }
 
 
@@ -241,7 +262,32 @@ def _discover() -> _State:
             unknown = ", ".join(sorted(names - known))
             logger.warning("%s names no installed plugin: %s", var, unknown)
     failed = [r.name for r in records if r.status == "failed"]
-    return _State(Registry(entries, failed_plugins=failed), records, pm)
+    registry = Registry(entries, failed_plugins=failed)
+    _note_collisions(registry, records)
+    return _State(registry, records, pm)
+
+
+def _note_collisions(registry: Registry, records: list[PluginRecord]) -> None:
+    """Warn on each third-party record whose entries cannot have the names they asked for."""
+    first_party = [e for kind in KINDS for e in registry.entries(kind) if e.first_party]
+    taken = {(e.kind, e.name) for e in first_party}
+    first_plugins = {normalize_name(e.plugin) for e in first_party}
+    by_plugin = {(r.name, dist_key(r.dist)): r for r in records}
+    for kind in KINDS:
+        for entry in registry.entries(kind):
+            if entry.first_party:
+                continue
+            record = by_plugin[(entry.plugin, dist_key(entry.dist))]
+            if (kind, entry.name) in taken:
+                record.warnings.append(
+                    f"{kind} {entry.name!r} is a first-party name: `{entry.name}` stays zoo's "
+                    f"own; this one is reachable only as {entry.qualname}"
+                )
+            elif entry.dist_qualname and normalize_name(entry.plugin) in first_plugins:
+                record.warnings.append(
+                    f"{kind} {entry.name!r}: entry-point name {entry.plugin!r} is a first-party "
+                    f"plugin's; this one is reachable only as {entry.qualname}"
+                )
 
 
 @contextmanager
@@ -277,17 +323,17 @@ def _load_one(pm: pluggy.PluginManager, ep: EntryPoint, record: PluginRecord) ->
     plugin = ep.load()
     if pm.is_registered(plugin):
         raise PluginError(f"already registered by plugin {pm.get_name(plugin)!r}")
-    if pm.has_plugin(record.name):
-        raise PluginError(f"another distribution's plugin is already named {record.name!r}")
+    # another distribution may use the same entry-point name: pluggy's name is then qualified
+    name = record.name if not pm.has_plugin(record.name) else f"{record.dist}:{record.name}"
     try:
-        pm.register(plugin, name=record.name)
+        pm.register(plugin, name=name)
     except pluggy.PluginValidationError as exc:  # an argument the spec lacks, a bad wrapper
         raise _Failed([_one_line(exc) + _spec_of(str(exc))]) from exc
     try:
         _validate(pm, plugin)
         return _call_hooks(pm, plugin, record)
     except BaseException:
-        pm.unregister(plugin, name=record.name)
+        pm.unregister(plugin, name=name)
         raise
 
 
@@ -400,3 +446,75 @@ def _registrar(
         found.append(entry)
 
     return register
+
+
+# ---------------------------------------------------------------- what a file pins
+
+
+def pinned_entry(pin: Pin, source: str | None = None) -> Entry:
+    """Exactly the entry a file pins, never another of that name.
+
+    Args:
+        pin: what the file records (see :class:`~zoo.registry.entries.Pin`).
+        source: the file or entry, named at the start of the error.
+
+    Raises:
+        UnknownNameError: one line saying what to install (see :func:`missing_reason`).
+    """
+    entry = get_registry().pinned(pin)
+    if entry is not None:
+        return entry
+    raise UnknownNameError((f"{source}: " if source else "") + missing_reason(pin))
+
+
+def missing_reason(pin: Pin) -> str:
+    """Why the entry ``pin`` names is not here, and what to install: ``model 'dup/mlp'
+    (zoo-dup 0.1.0) is not installed: pip install zoo-dup``."""
+    what = pin.describe()
+    if pin.plugin is None:
+        return (
+            f"{what} names no plugin or distribution (a file from zoo 0.1) and zoo has no "
+            f"first-party {pin.kind} of that name; only first-party names load from such files"
+        )
+    records = [
+        r
+        for r in plugin_records()
+        if normalize_name(r.name) == normalize_name(pin.plugin)
+        and (not pin.dist or dist_key(r.dist) == dist_key(pin.dist))
+    ]
+    if not records:
+        installed = _installed_version(pin.dist) if pin.dist else None
+        if pin.dist and installed is None:
+            return f"{what} is not installed: pip install {pin.dist}"
+        if pin.dist:
+            return (
+                f"{what}: {pin.dist} {installed} is installed but has no zoo plugin "
+                f"{pin.plugin!r}{_version_hint(pin, installed)}"
+            )
+        return f"{what}: no plugin {pin.plugin!r} is installed (see `zoo plugins`)"
+    record = records[0]
+    if record.status == "blocked":
+        return f"{what}: its plugin {record.name!r} is disabled by ZOO_DISABLE_PLUGINS"
+    if record.status == "skipped":
+        return f"{what}: its plugin {record.name!r} is not selected by ZOO_PLUGINS"
+    if record.status == "failed":
+        return f"{what}: its plugin {record.name!r} failed to load (see `zoo plugins`)"
+    return (
+        f"{what}: {record.dist} {record.version} is installed but registers no {pin.kind} "
+        f"{pin.qualname!r}{_version_hint(pin, record.version)}"
+    )
+
+
+def _version_hint(pin: Pin, installed: str | None) -> str:
+    if pin.dist and pin.version and pin.version != installed:
+        wanted = f"{pin.dist}=={pin.version}"
+        return f"; the file was made with {pin.dist} {pin.version}: pip install '{wanted}'"
+    return " (see `zoo plugins`)"
+
+
+def _installed_version(dist: str) -> str | None:
+    """The installed version of distribution ``dist``, or ``None`` when it is not installed."""
+    try:
+        return installed_version(dist)
+    except PackageNotFoundError:
+        return None

@@ -24,7 +24,7 @@ from torch import nn
 from zoo.runtime.precision import Precision
 from zoo.tasks import metrics
 
-__all__ = ["evaluate_batches", "predict_outputs", "train_step"]
+__all__ = ["evaluate_batches", "input_dtype", "predict_outputs", "train_step"]
 
 
 def train_step(
@@ -89,10 +89,13 @@ def evaluate_batches(
     model.eval()
     outputs, targets = [], []
     amp = precision
+    dtype = input_dtype(model)
     with torch.inference_mode():
         for x, y in batches:
             if amp is None:
                 amp = Precision("fp32", x.device)
+            if dtype is not None and x.is_floating_point():
+                x = x.to(dtype)
             with amp.forward_context():
                 out = model(x)
             outputs.append(metrics.align(task, amp.convert_output(out), y))
@@ -124,12 +127,22 @@ def predict_outputs(
     """
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     amp = precision if precision is not None else Precision("fp32", device)
+    dtype = input_dtype(model)
     model.eval()
     with torch.inference_mode():
         outs = []
         for x in inputs.split(batch_size) if len(inputs) else ():
+            x = x.to(device, dtype if dtype is not None and x.is_floating_point() else None)
             with amp.forward_context():
-                outs.append(model(x.to(device)))
+                outs.append(model(x))
         if not outs:
             return torch.empty(0)
         return torch.cat(outs).float()
+
+
+def input_dtype(model: nn.Module) -> torch.dtype | None:
+    """The dtype floating-point inputs are cast to for ``model``: that of its floating-point
+    parameters when they share one (a model loaded in float64, bfloat16 or float16 takes the
+    float32 data zoo loads), else ``None`` (leave inputs as they are)."""
+    found = {p.dtype for p in model.parameters() if p.is_floating_point()}
+    return found.pop() if len(found) == 1 else None

@@ -15,6 +15,20 @@ from typing import Any
 from zoo.errors import IncompatibleError
 from zoo.registry.entries import Entry
 
+__all__ = [
+    "LOWER_IS_BETTER",
+    "STANDARD_KWARGS",
+    "TASKS",
+    "accepted_kwargs",
+    "check_compatible",
+    "flattens",
+    "get_task",
+    "incompatibility",
+    "output_size",
+    "standard_kwargs",
+    "Task",
+]
+
 STANDARD_KWARGS = ("in_features", "in_channels", "image_size", "num_classes")
 
 
@@ -47,7 +61,7 @@ def incompatibility(model: Entry, dataset: Entry, loss: Entry | None = None) -> 
             f"model {model.name!r} serves {'/'.join(model.tasks)} but dataset "
             f"{dataset.name!r} is {task}"
         )
-    if model.input_kind not in ("any", dataset.input_kind):
+    if model.input_kind == "image" and dataset.input_kind != "image":
         shape = "x".join(map(str, dataset.meta["input_shape"]))
         return (
             f"model {model.name!r} takes {model.input_kind} inputs but dataset "
@@ -64,6 +78,12 @@ def incompatibility(model: Entry, dataset: Entry, loss: Entry | None = None) -> 
     if loss is not None and task not in loss.tasks:
         return f"loss {loss.name!r} serves {'/'.join(loss.tasks)}, not {task} ({dataset.name!r})"
     return None
+
+
+def flattens(model: Entry, dataset: Entry) -> bool:
+    """Whether the model built for ``dataset`` flattens its inputs: a model that takes
+    features, on image data (``(N, C, H, W)`` batches reach it as ``(N, C*H*W)``)."""
+    return model.input_kind == "features" and dataset.input_kind == "image"
 
 
 def check_compatible(model: Entry, dataset: Entry, loss: Entry | None = None) -> None:

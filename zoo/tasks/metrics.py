@@ -35,7 +35,12 @@ def predictions(task: str, output: torch.Tensor) -> torch.Tensor:
 def compute_metrics(
     task: str, output: torch.Tensor, target: torch.Tensor, num_classes: int | None = None
 ) -> dict[str, float]:
-    """Regression MAE/MSE/R²; classification accuracy and macro-F1, from aligned outputs."""
+    """Regression MAE/MSE/R²; classification accuracy and F1, from aligned outputs.
+
+    ``f1`` is what scikit-learn and torchmetrics report under that name: for ``binary`` the F1
+    of the positive class (``f1_score(average="binary")``), for ``multiclass`` the unweighted
+    mean over the classes that occur in the target or the predictions (``average="macro"``).
+    """
     output = output.detach().float()
     if task == "regression":
         target = target.float().reshape(output.shape)
@@ -58,7 +63,8 @@ def compute_metrics(
     f1_den = precision_den + recall_den
     f1 = torch.where(f1_den > 0, 2 * tp / f1_den.clamp(min=1), torch.zeros_like(tp))
     present = (recall_den + precision_den) > 0
-    return {
-        "accuracy": (pred == target).double().mean().item(),
-        "f1": f1[present].mean().item() if present.any() else 0.0,
-    }
+    if task == "binary":
+        score = f1[1].item()  # the positive class; 0 when it is neither predicted nor present
+    else:
+        score = f1[present].mean().item() if present.any() else 0.0
+    return {"accuracy": (pred == target).double().mean().item(), "f1": score}

@@ -30,6 +30,22 @@ from zoo._util.atomic import write_json
 from zoo.errors import UsageError, ZooError
 from zoo.weights.files import split_shared
 
+__all__ = [
+    "FORMAT",
+    "NAME",
+    "Checkpoint",
+    "capture_rng",
+    "checkpoint_epoch",
+    "decode",
+    "discard_checkpoints",
+    "encode",
+    "find_checkpoint",
+    "load_checkpoint",
+    "read_trainer_record",
+    "restore_rng",
+    "save_checkpoint",
+]
+
 FORMAT = "zoo-checkpoint/1"
 NAME = "checkpoint"
 _OLD = "checkpoint.old"
@@ -188,6 +204,14 @@ def find_checkpoint(path: str | os.PathLike) -> Path:
     return best[1]
 
 
+def discard_checkpoints(run_dir: str | os.PathLike) -> None:
+    """Remove every checkpoint directory of ``run_dir``, complete or not (a run started again)."""
+    run_dir = Path(run_dir)
+    for cand in [run_dir / NAME, run_dir / _OLD, *run_dir.glob(f"{_TMP_PREFIX}*")]:
+        if cand.is_dir():
+            shutil.rmtree(cand)
+
+
 def checkpoint_epoch(path: str | os.PathLike) -> int | None:
     """The epoch a complete checkpoint directory holds (``None`` when it is not one)."""
     return _complete_epoch(Path(path))
@@ -201,6 +225,17 @@ def _complete_epoch(path: Path) -> int | None:
     if not (path / "model.safetensors").is_file() or not (path / "state.safetensors").is_file():
         return None
     return int(body.get("epoch", -1))
+
+
+def read_trainer_record(path: str | os.PathLike) -> dict[str, Any]:
+    """The trainer's JSON record in the newest complete checkpoint of ``path`` (its settings,
+    fingerprint, history, ...), read without its tensors: what a resume checks before any work."""
+    where = find_checkpoint(path)
+    body = _read_part(where / "state.json", lambda f: json.loads(f.read_text(encoding="utf-8")))
+    record = body.get("trainer") if isinstance(body, dict) else None
+    if not isinstance(record, dict):
+        raise ZooError(f"resume: {where / 'state.json'} has no trainer record")
+    return decode(record, {})
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:

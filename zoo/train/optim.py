@@ -11,6 +11,14 @@ from zoo.errors import UsageError
 if TYPE_CHECKING:
     import torch
 
+__all__ = [
+    "UNSUPPORTED",
+    "create_optimizer",
+    "optimizer_classes",
+    "optimizer_kwargs",
+    "resolve_optimizer",
+]
+
 # Optimizers whose step needs something the canonical loop does not give them.
 UNSUPPORTED = {
     "lbfgs": "it needs a closure re-evaluating the loss, which the canonical loop does not pass",

@@ -9,6 +9,8 @@ import sys
 import time
 from typing import Any, TextIO
 
+__all__ = ["PLAIN_INTERVAL_S", "format_metrics", "Progress"]
+
 PLAIN_INTERVAL_S = 10.0
 
 

@@ -5,14 +5,20 @@ defaults, the resumed run's recorded settings, a recipe, and explicit overrides.
 :func:`resolve_config`, so a Python user continues a run with exactly the settings the command
 would use:
 
-- every setting marked ``resume`` comes back from ``run.json`` unless the recipe or an override
-  sets it (``quiet`` does not: it is about this process, not the run);
+- every setting comes back from ``run.json`` unless the recipe or an override sets it (not
+  those whose ``resume`` is ``"session"``, such as ``quiet``: they are about this process);
 - a ``dict`` override (``model_kwargs``, ``--model-arg``) updates the lower layers' dict
   instead of replacing it;
 - the model, dataset and loss are built from the ``plugin/name`` the run recorded, so a plugin
   installed since that shares a bare name changes nothing;
 - another model or dataset than the run's is refused (the checkpoint is theirs); another loss
   is a legitimate change of settings.
+
+What the trainer then does with a value that differs from the checkpoint's is
+:func:`compare_settings`: a setting whose ``resume`` is ``"refuse"`` (model, dataset, their
+kwargs, optimizer, seed) is refused with one line before any work; any other takes effect from
+the first resumed epoch and is recorded (``run.json``'s ``changes``). None is recorded and
+ignored.
 """
 
 from __future__ import annotations
@@ -22,13 +28,16 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from zoo import api
+from zoo._util.jsonio import jsonable
 from zoo._util.names import normalize_name
 from zoo.errors import UnknownNameError, UsageError
 from zoo.train.config import TrainConfig
 from zoo.train.recipes import load_recipe
 from zoo.train.rundir import find_run, recorded_settings
 
-__all__ = ["resolve_config"]
+__all__ = ["Change", "compare_settings", "refusal", "resolve_config"]
+
+Change = tuple[str, Any, Any]  # (setting, recorded value, new value)
 
 
 def resolve_config(
@@ -57,7 +66,8 @@ def resolve_config(
     saved: dict[str, Any] = {}
     if resume is not None:
         saved = recorded_settings(find_run(resume))
-        layers.update((k, v) for k, v in saved.items() if k in TrainConfig.names(resume=True))
+        reused = set(TrainConfig.names()) - set(TrainConfig.names(resume="session"))
+        layers.update((k, v) for k, v in saved.items() if k in reused)
     from_recipe: dict[str, Any] = {}
     if recipe is not None:
         from_recipe, _ = load_recipe(recipe)
@@ -104,3 +114,40 @@ def _resumed_name(key: str, name: Any, saved: dict[str, Any], where: str) -> Any
         except UnknownNameError:
             return name
     return name
+
+
+def compare_settings(
+    recorded: Mapping[str, Any], planned: Mapping[str, Any]
+) -> tuple[list[Change], list[Change]]:
+    """What resuming a run recorded with ``recorded`` settings as ``planned`` changes.
+
+    Args:
+        recorded: the settings the checkpoint was trained with (JSON, as ``run.json`` has them).
+        planned: the effective settings of the resumed run (:meth:`zoo.train.Trainer.settings`).
+
+    Returns:
+        ``(refused, applied)``: the ``(setting, recorded, new)`` of each field whose value
+        differs, split by its ``resume`` metadata (``"session"`` fields are neither). A setting
+        the record lacks (written by an older zoo) is no change.
+    """
+    refused: list[Change] = []
+    applied: list[Change] = []
+    for name in TrainConfig.names():
+        policy = TrainConfig.meta(name)["resume"]
+        if policy == "session" or name not in recorded or name not in planned:
+            continue
+        old, new = jsonable(recorded[name]), jsonable(planned[name])
+        if old != new:
+            (refused if policy == "refuse" else applied).append((name, old, new))
+    return refused, applied
+
+
+def refusal(where: str | os.PathLike, recorded: Mapping[str, Any], refused: list[Change]) -> str:
+    """The one line refusing ``refused`` changes to the checkpoint at ``where``."""
+    what = ", ".join(f"{name} ({old!r} -> {new!r})" for name, old, new in refused)
+    return (
+        f"resume: {where} is a checkpoint of {recorded.get('model')!r} on "
+        f"{recorded.get('dataset')!r}; this run differs in {what}, which a resumed run cannot "
+        f"change (its weights, optimizer state and random streams come from them); start a new "
+        f"run instead"
+    )

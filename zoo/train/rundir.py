@@ -3,6 +3,12 @@ recipe, and what a :class:`~zoo.train.Trainer` records in them (:func:`run_info`
 :func:`write_outputs`), from its public record: its settings, :class:`~zoo.train.config.TrainState`
 and what it built.
 
+A run directory belongs to one process at a time (:func:`claim_run_dir`): it is created
+exclusively (or is an empty directory, or one whose run is dead), and an OS lock on its ``.lock``
+file is held for the whole run and dies with the process. Two runs never write into one
+directory, and one whose holder died can be resumed or, before its first checkpoint, started
+again.
+
 Every file is written atomically. matplotlib is imported only to draw the curves (Agg backend).
 """
 
@@ -24,17 +30,22 @@ import torch
 import zoo
 from zoo._util.atomic import atomic_path, write_json, write_text
 from zoo._util.jsonio import jsonable
-from zoo.errors import UsageError
+from zoo._util.log import get_logger
+from zoo.errors import UsageError, ZooError
 from zoo.runtime.device import device_name
 from zoo.tasks import contracts as tasks
+from zoo.train.checkpoint import discard_checkpoints, find_checkpoint
 from zoo.train.config import TrainConfig
 from zoo.weights import files as weights
 from zoo.weights.source import RECIPE, RUN_JSON, WEIGHTS, read_run_json
 
 __all__ = [
     "CURVES",
+    "LOCK",
     "METRICS_CSV",
     "WEIGHTS",
+    "RunLock",
+    "claim_run_dir",
     "curves_figure",
     "default_run_dir",
     "find_run",
@@ -50,6 +61,10 @@ __all__ = [
 
 METRICS_CSV = "metrics.csv"
 CURVES = "loss_curves.png"
+LOCK = ".lock"  # held (fcntl.flock) by the process writing the run
+_MAX_NAMES = 1000  # default names tried: base, base-2, ..., base-1000
+
+log = get_logger(__name__)
 
 
 def versions(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -110,7 +125,8 @@ def recorded_settings(run_dir: str | os.PathLike) -> dict[str, Any]:
 
 def default_run_dir(model: str, dataset: str, resume: str | os.PathLike | None = None) -> Path:
     """Where a run goes when no ``--out`` is given: the resumed run's own directory, else
-    ``runs/<time>-<model>-<dataset>``."""
+    ``runs/<time>-<model>-<dataset>`` (claim it with ``unique=True``: a name already taken gets
+    ``-2``, ``-3``, ...)."""
     if resume is not None:
         return find_run(resume)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -119,6 +135,154 @@ def default_run_dir(model: str, dataset: str, resume: str | os.PathLike | None =
 
 def _slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-." else "-" for c in name.split("/")[-1])
+
+
+class RunLock:
+    """A claimed run directory: ``path``, and the open lock file whose ``flock`` says so.
+
+    The lock goes with :meth:`release` (or ``with``), or with the process, however it ends.
+    """
+
+    def __init__(self, path: Path, fd: int):
+        self.path = path
+        self._fd: int | None = fd
+
+    @property
+    def held(self) -> bool:
+        """Whether this process still holds the directory."""
+        return self._fd is not None
+
+    def release(self) -> None:
+        """Let the directory go (closing the lock file drops the lock)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def claim_run_dir(
+    path: str | os.PathLike, *, resuming: bool = False, unique: bool = False
+) -> RunLock:
+    """Make ``path`` this process's run directory, before any work; one line if it cannot be.
+
+    The directory is created exclusively, or is an existing empty one, or (under the lock) holds
+    a run that may be written into: the one being resumed (``resuming``), or a dead one that
+    stopped before its first checkpoint, whose leftovers are removed so it starts again. A
+    finished or resumable run, another live process's run and files that are no run are
+    refused. The lock is ``fcntl.flock`` on ``path/.lock`` (the holder's pid inside).
+
+    Args:
+        path: the run directory (``--out``).
+        resuming: ``path`` holds the run this process resumes.
+        unique: ``path`` is a default name: when taken, ``path-2``, ``path-3``, ... instead,
+            each created exclusively, so concurrent runs never share one.
+
+    Returns:
+        The :class:`RunLock`; its ``path`` is the directory claimed.
+    """
+    path = Path(path)
+    if unique:
+        return _claim_new(path)
+    try:
+        path.mkdir(parents=True)
+        created = True
+    except FileExistsError:
+        if not path.is_dir():
+            raise UsageError(f"{path} exists and is not a directory") from None
+        created = False
+    if not created and not resuming and not (path / LOCK).exists():
+        _check_free(path, locked=False)  # no zoo process ever wrote here: refuse untouched
+    claim = _lock(path)
+    if claim is None:
+        raise UsageError(
+            f"{path} is in use by another run (pid {_holder(path)}); wait for it to end or "
+            f"pick another --out"
+        )
+    try:
+        if not created and not resuming:
+            _check_free(path, locked=True)
+    except BaseException:
+        claim.release()
+        raise
+    return claim
+
+
+def _claim_new(base: Path) -> RunLock:
+    """``base``, else ``base-2``, ``base-3``, ...: the first this process creates and locks."""
+    for n in range(1, _MAX_NAMES + 1):
+        path = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            path.mkdir(parents=True)
+        except FileExistsError:
+            continue
+        claim = _lock(path)  # None: someone's --out took the empty directory first
+        if claim is not None:
+            return claim
+    raise ZooError(f"no free run directory name like {base} (tried {_MAX_NAMES}); pass --out")
+
+
+def _lock(path: Path) -> RunLock | None:
+    """Lock ``path/.lock`` without waiting; ``None`` when another process holds it."""
+    fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): exclusive creation is all there is
+        return RunLock(path, fd)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return RunLock(path, fd)
+
+
+def _holder(path: Path) -> str:
+    try:
+        return (path / LOCK).read_text(encoding="utf-8").strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def _check_free(path: Path, *, locked: bool) -> None:
+    """Refuse an existing directory unless a new run may go in it; once ``locked`` by this
+    process, clear a dead run's leftovers so it starts again."""
+    names = {p.name for p in path.iterdir()} - {LOCK}
+    if not names:
+        return  # an empty directory, made by the user or by a run that died before writing
+    try:
+        find_checkpoint(path)
+        resumable = True
+    except UsageError:
+        resumable = False
+    if resumable or (path / WEIGHTS).is_file():
+        raise UsageError(
+            f"{path} already holds a run; pick another --out or continue it with --resume {path}"
+        )
+    if not (path / RUN_JSON).is_file():
+        raise UsageError(
+            f"{path} is not empty and holds no run; pick another --out (a new or empty directory)"
+        )
+    if not locked:
+        return
+    try:
+        status = read_run_json(path).get("status", "unknown")
+    except (ZooError, OSError):
+        status = "unreadable"
+    for name in (RUN_JSON, METRICS_CSV, CURVES, RECIPE):
+        (path / name).unlink(missing_ok=True)
+    discard_checkpoints(path)
+    log.warning(
+        "%s: its earlier run (%s) stopped before its first checkpoint; starting it again",
+        path,
+        status,
+    )
 
 
 def write_metrics_csv(run_dir: str | os.PathLike, history: list[dict[str, Any]]) -> Path:
@@ -276,6 +440,7 @@ def run_info(trainer: Any, status: str, started: str, t_start: float) -> dict[st
             "error": state.error,
         },
         "resumed_from": state.resumed_from,
+        "changes": state.changes,
         "command": command_line(),
         "started": started,
         "updated": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -49,22 +49,27 @@ from zoo.runtime.device import resolve_device
 from zoo.runtime.distributed import env_world
 from zoo.runtime.precision import Precision
 from zoo.runtime.step import evaluate_batches, train_step
+from zoo.runtime.threads import resolve_threads, use_threads
 from zoo.tasks import contracts as tasks
 from zoo.train.checkpoint import (
     capture_rng,
     checkpoint_epoch,
     find_checkpoint,
     load_checkpoint,
+    read_trainer_record,
     restore_rng,
     save_checkpoint,
 )
 from zoo.train.config import TrainConfig, TrainState
 from zoo.train.optim import create_optimizer, optimizer_kwargs, resolve_optimizer
 from zoo.train.progress import Progress
-from zoo.train.resume import resolve_config
+from zoo.train.resume import Change, compare_settings, refusal, resolve_config
 from zoo.train.rundir import (
     WEIGHTS,
+    RunLock,
+    claim_run_dir,
     find_run,
+    recorded_settings,
     run_info,
     write_metrics_csv,
     write_outputs,
@@ -130,7 +135,10 @@ class Trainer:
     here (:meth:`resumed` reuses the run's recorded ones). The other keyword arguments are the
     fields of :class:`~zoo.train.config.TrainConfig` (``lr``, ``epochs``, ``batch_size``, ...;
     ``batch_size`` is per process: under ``torchrun`` with N processes a global batch holds
-    ``N * batch_size``). Invalid settings are refused here, before any work.
+    ``N * batch_size``). Invalid settings are refused here, before any work, and so is a
+    resume that changes a setting the checkpoint fixes (see :mod:`zoo.train.resume`); ``fit``
+    claims ``out`` for this process (:meth:`claim_out`) and runs with ``threads`` intra-op
+    threads (:func:`zoo.runtime.threads.use_threads`: torch's count is restored after).
     """
 
     def __init__(
@@ -185,22 +193,16 @@ class Trainer:
             self.device = resolve_device(f"cuda:{local_rank}")
         self.precision_plugin = Precision(precision, self.device)  # refuses fp16 off CUDA
         self.precision = self.precision_plugin.name
+        resolve_threads(config.threads)  # a bad --threads or $OMP_NUM_THREADS: refused here
         self.resume = Path(resume) if resume is not None else None
-        if self.resume is not None:
-            _check_epochs_left(find_checkpoint(self.resume), config.epochs)
         self.data_dir = _data_dir(config.data_dir)
         self.out = Path(out) if out is not None else None
-        if self.out is not None and (self.out / "run.json").exists():
-            same = self.resume is not None and self.out.resolve() in (
-                self.resume.resolve(), self.resume.resolve().parent,
-            )  # fmt: skip
-            if not same:
-                raise UsageError(
-                    f"{self.out} already holds a run; pick another --out or continue it with "
-                    f"--resume {self.out}"
-                )
+        self._claim: RunLock | None = None
         self._ready = False
         self.state = TrainState()
+        self._changes: list[Change] = []
+        if self.resume is not None:
+            self._changes = self._check_resume(self.resume)
 
     def __getattr__(self, name: str) -> Any:
         # every setting reads as an attribute too: ``trainer.lr`` is ``trainer.config.lr``
@@ -286,7 +288,6 @@ class Trainer:
             (resolved names, the model's full kwargs once built, the monitored key, the data
             dir actually read), plus ``task`` and the qualified ``entries``.
         """
-        spec = getattr(self.__dict__.get("model"), "zoo_spec", None)
         effective = {
             "model": self.model_name,
             "dataset": self.dataset,
@@ -295,7 +296,7 @@ class Trainer:
             "device": self.device_spec,
             "precision": self.precision,
             "monitor": self.monitor,
-            "model_kwargs": spec.kwargs if spec else self.config.model_kwargs,
+            "model_kwargs": self._model_kwargs(),
             "data_dir": self.data_dir,
         }
         derived = {"task": self.task, "entries": self.qualnames()}
@@ -308,10 +309,65 @@ class Trainer:
             out["model"] = self.model_entry.qualname
         return out
 
+    def _model_kwargs(self) -> dict[str, Any]:
+        """The model's full kwargs: those it was built with, else those it will be built with."""
+        model = self.__dict__.get("model", self._given_model)
+        spec = getattr(model, "zoo_spec", None)
+        if spec is not None:
+            return spec.kwargs
+        if self.model_entry is not None:
+            return model_kwargs(self.model_entry, self.dataset_entry, self.config.model_kwargs)
+        return self.config.model_kwargs
+
     def _fingerprint(self) -> dict[str, Any]:
         """The settings a checkpoint must match to be resumed (fields marked ``fingerprint``)."""
         s = self.settings()
         return {k: s[k] for k in TrainConfig.names(fingerprint=True)}
+
+    def _check_resume(self, resume: Path) -> list[Change]:
+        """Before any work: refuse a resume with nothing left to train, or one that changes a
+        setting the checkpoint fixes (``resume="refuse"``); return the changes it applies."""
+        where = find_checkpoint(resume)
+        _check_epochs_left(where, self.config.epochs)
+        record = read_trainer_record(where)
+        try:
+            in_run_json = recorded_settings(find_run(resume))  # for checkpoints of zoo 0.1
+        except UsageError:
+            in_run_json = {}
+        recorded = {
+            **in_run_json, **(record.get("settings") or {}), **(record.get("fingerprint") or {}),
+        }  # fmt: skip
+        refused, applied = compare_settings(recorded, self.settings())
+        if refused:
+            raise UsageError(refusal(where, recorded, refused))
+        return applied
+
+    def claim_out(self, *, unique: bool = False) -> Path | None:
+        """Claim the run directory ``out`` for this process, if not yet (``fit`` does).
+
+        A second process writing into it, or a directory holding another run, is a one-line
+        error here, before any work (:func:`zoo.train.rundir.claim_run_dir`). Under ``torchrun``
+        rank 0 alone writes and claims.
+
+        Args:
+            unique: ``out`` is a default name: take ``out-2``, ``out-3``, ... if it is taken.
+
+        Returns:
+            The directory claimed (``trainer.out``).
+        """
+        if self.out is None or self._claim is not None or env_world()[0] != 0:
+            return self.out
+        resuming = self.resume is not None and self.out.resolve() in (
+            self.resume.resolve(), self.resume.resolve().parent,
+        )  # fmt: skip
+        self._claim = claim_run_dir(self.out, resuming=resuming, unique=unique)
+        self.out = self._claim.path
+        return self.out
+
+    def _release_out(self) -> None:
+        if self._claim is not None:
+            self._claim.release()
+            self._claim = None
 
     def _setup(self) -> None:
         if self._ready:
@@ -369,18 +425,7 @@ class Trainer:
         self._ready = True
 
     def _load_resume(self) -> None:
-        ckpt = load_checkpoint(self.resume)
-        saved = ckpt.trainer.get("fingerprint", {})
-        mine = self._fingerprint()
-        if saved and saved != mine:
-            diff = [k for k in mine if saved.get(k) != mine[k]]
-            theirs = (
-                f"{saved.get('model')!r} {saved.get('model_kwargs')} on {saved.get('dataset')!r}"
-            )
-            raise UsageError(
-                f"resume: {ckpt.path} is a checkpoint of {theirs} with optimizer "
-                f"{saved.get('optimizer')!r}; this run differs in {', '.join(diff)}"
-            )
+        ckpt = load_checkpoint(self.resume)  # its settings were checked by _check_resume
         try:
             self.model.load_state_dict(ckpt.model_state, strict=True)
         except RuntimeError as exc:
@@ -393,10 +438,27 @@ class Trainer:
                 self.optimizer.load_state_dict(ckpt.optimizer_state)
             except (ValueError, KeyError) as exc:
                 raise UsageError(f"resume: optimizer state does not fit: {exc}") from exc
+            for group in self.optimizer.param_groups:  # this run's lr, weight decay, momentum
+                group.update(self._optimizer_kwargs)  # (the state holds the checkpoint's)
         self.precision_plugin.load_state_dict(ckpt.scaler_state)
         if ckpt.rng is not None:
             restore_rng(ckpt.rng, self.generator)
-        self.state = TrainState.from_checkpoint(ckpt.trainer, ckpt.epoch, str(ckpt.path))
+        state = TrainState.from_checkpoint(ckpt.trainer, ckpt.epoch, str(ckpt.path))
+        state.changes.extend(
+            {"epoch": state.start_epoch, "setting": name, "from": old, "to": new}
+            for name, old, new in self._changes
+        )
+        self.state = state
+        if any(name == "monitor" for name, _, _ in self._changes):
+            self._replay_early()
+
+    def _replay_early(self) -> None:
+        """Early stopping's record for a monitor changed on resume: as if it had been watched
+        from the first epoch (every epoch's metrics are in the history)."""
+        state = self.state
+        state.best, state.best_epoch, state.bad_epochs = None, None, 0
+        for row in state.history:
+            self._update_early(row["epoch"], row)
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -509,10 +571,21 @@ class Trainer:
     def fit(self) -> FitResult:
         """Train up to ``epochs`` (from the checkpoint's next epoch when resuming).
 
+        The run directory is claimed first (:meth:`claim_out`) and let go at the end; the
+        whole fit runs with ``threads`` intra-op threads, torch's own count restored after.
+
         Returns:
             The model, the final test metrics, the history and how training ended. With an
             ``out`` directory (rank 0 under ``torchrun``), the run directory is written too.
         """
+        with use_threads(self.config.threads):
+            self.claim_out()
+            try:
+                return self._fit()
+            finally:
+                self._release_out()
+
+    def _fit(self) -> FitResult:
         t_start = time.perf_counter()
         started = datetime.now(UTC).isoformat(timespec="seconds")
         self._setup()
@@ -582,6 +655,10 @@ class Trainer:
 
     def evaluate(self, split: str = "test") -> dict[str, float]:
         """``{"loss", *metrics}`` of the current model on ``split`` (builds the model if needed)."""
+        with use_threads(self.config.threads):
+            return self._evaluate(split)
+
+    def _evaluate(self, split: str) -> dict[str, float]:
         self._setup()
         if split == "test":
             batches = self.test_batches
@@ -599,10 +676,12 @@ class Trainer:
 
     def predict(self, X: torch.Tensor, raw: bool = False) -> torch.Tensor:
         """Predictions for ``X``: class labels (classification) or values (regression)."""
-        self._setup()
-        return predict_model(
-            self.model, X, task=self.task, batch_size=max(self.batch_size, EVAL_BATCH_SIZE), raw=raw
-        )
+        with use_threads(self.config.threads):
+            self._setup()
+            return predict_model(
+                self.model, X, task=self.task, batch_size=max(self.batch_size, EVAL_BATCH_SIZE),
+                raw=raw,
+            )  # fmt: skip
 
     # -- run directory ------------------------------------------------------------------------
 
@@ -617,8 +696,12 @@ class Trainer:
         return self.evaluate("test")
 
     def _trainer_state(self, elapsed: float) -> dict[str, Any]:
-        """What the checkpoint keeps of the trainer: the fingerprint and :class:`TrainState`."""
-        return {"fingerprint": self._fingerprint(), **self.state.to_checkpoint(elapsed)}
+        """What the checkpoint keeps of the trainer: the settings it was trained with (what a
+        resume compares with), their fingerprint and :class:`TrainState`."""
+        return {
+            "settings": self.settings(), "fingerprint": self._fingerprint(),
+            **self.state.to_checkpoint(elapsed),
+        }  # fmt: skip
 
     def _save_epoch(self, epoch: int, elapsed: float) -> None:
         with _sigint_deferred():  # Ctrl-C waits until the checkpoint is whole and in place

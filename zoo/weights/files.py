@@ -7,6 +7,13 @@ that metadata on the ``meta`` device (no random initialisation of weights about 
 overwritten) and assigns the file's tensors; ``load_weights`` loads a file into a model you
 built. Nothing is ever unpickled. A malformed file, or one for another architecture, is a
 one-line :class:`~zoo.errors.WeightsError`.
+
+A weights file pins what it was made with (``zoo.weights/2``: the ``pins`` field, see
+:func:`read_pins`): the model as ``plugin/name`` with its distribution and version, and the
+dataset and loss when known. ``load`` builds exactly the pinned model entry or fails with one
+line naming what to install; installing another plugin that registers the same name changes
+nothing. ``zoo.weights/1`` files still load: their recorded plugin and distribution are the
+pin, and a bare name without them (zoo 0.1) resolves to the first-party entry only.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import os
 import struct
 import threading
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,24 +37,29 @@ from torch.nn import init
 
 from zoo import __version__
 from zoo._util.atomic import atomic_path, os_reason
-from zoo.errors import UnknownNameError, UsageError, WeightsError
+from zoo._util.log import get_logger
+from zoo.errors import UsageError, WeightsError, ZooError
 from zoo.models import build_model
-from zoo.registry.plugins import get_registry
+from zoo.registry.entries import KINDS, Pin
+from zoo.registry.plugins import get_registry, pinned_entry
 
 __all__ = [
     "FORMAT",
+    "FORMATS",
     "export",
     "load",
     "load_weights",
     "read_header",
     "read_metadata",
+    "read_pins",
     "split_shared",
 ]
 
-FORMAT = "zoo.weights/1"
+FORMAT = "zoo.weights/2"
+FORMATS = ("zoo.weights/1", FORMAT)  # what this zoo reads
 ALIGNMENT = 64  # bytes; what torch's CPU allocator guarantees
 MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
-JSON_FIELDS = ("kwargs", "metrics", "extra", "aliases")
+JSON_FIELDS = ("kwargs", "metrics", "extra", "aliases", "pins")
 DTYPE_SIZES = {
     "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2,
     "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
@@ -83,12 +96,20 @@ def export(
     dataset = dataset if dataset is not None else getattr(spec, "dataset", None)
     if dataset is not None:
         meta["dataset"] = dataset
+    pins = _pins(spec, dataset, extra)
+    if pins:
+        meta["pins"] = pins
     if metrics is not None:
         meta["metrics"] = {str(k): float(v) for k, v in metrics.items()}
     if extra:
         meta["extra"] = extra
     if aliases:
         meta["aliases"] = aliases
+    dtype = _state_dtype(tensors)
+    if dtype is not None:
+        meta["dtype"] = dtype
+    if getattr(spec, "flatten", False):
+        meta["flatten"] = "true"
     meta["created"] = datetime.now(UTC).isoformat(timespec="seconds")
     header = {}
     for key, value in meta.items():
@@ -245,12 +266,19 @@ def _read_tensors(path: Path, device: str = "cpu") -> tuple[dict[str, torch.Tens
 
 
 def load_weights(model: torch.nn.Module, path: str | os.PathLike) -> None:
-    """Load a safetensors file into ``model`` (strict: keys, shapes and dtypes must fit)."""
+    """Load a safetensors file into ``model`` (strict: keys, shapes and dtypes must fit).
+
+    Floating-point tensors stored in another dtype than the model's are cast to the model's,
+    with a one-line warning; one that would overflow it, or an integer/float mismatch, is a
+    one-line :class:`~zoo.errors.WeightsError`.
+    """
     path = Path(path)
     device = _model_device(model)
     tensors, meta = _read_tensors(path, "cpu" if device in (None, "meta") else device)
     expected = model.state_dict()
     _check_fit(path, meta, expected, tensors, model_name=_spec_name(model))
+    wanted = {k: v.dtype for k, v in expected.items()}
+    tensors = _cast_floats(path, tensors, wanted, "the model's dtype")
     on_meta = any(t.is_meta for t in expected.values())
     ties = _ties(model)
     model.load_state_dict(tensors, strict=True, assign=on_meta)
@@ -263,14 +291,21 @@ def load(path: str | os.PathLike, device: str = "cpu") -> torch.nn.Module:
 
     The model is built on the ``meta`` device (skipping random initialisation) and the file's
     tensors are assigned in place; a model that cannot be built that way is built normally.
-    Tied parameters stay tied.
+    Tied parameters stay tied. A model recorded as flattening its inputs (a features model
+    trained on images) is rebuilt so.
+
+    Floating-point tensors come in the dtype the metadata records for the model (``dtype``:
+    ``float32``, ``bfloat16``, ...; ``mixed``: each as stored); a file that records none
+    (written before zoo recorded it) loads in the dtype the model is built in. A stored
+    tensor in another dtype is cast, with a one-line warning; one the cast would overflow,
+    or a ``dtype`` zoo does not know, is a one-line :class:`~zoo.errors.WeightsError`.
     """
     path = Path(path)
     tensors, meta = _read_tensors(path, device)
     if not meta.get("model"):
         why = (
             "was exported from a module not built by zoo.create_model, so it names no model entry"
-            if meta.get("format") == FORMAT
+            if meta.get("format") in FORMATS
             else "has no zoo model metadata (it was not written by zoo.export)"
         )
         raise WeightsError(
@@ -280,29 +315,38 @@ def load(path: str | os.PathLike, device: str = "cpu") -> torch.nn.Module:
     kwargs = meta.get("kwargs") or {}
     if not isinstance(kwargs, dict):
         raise WeightsError(f"{path}: metadata field 'kwargs' must be an object")
-    entry = _model_entry(meta)
+    entry = _model_entry(meta, path)
     target = entry.load()  # import outside the meta-device context
     del target
     dataset = meta.get("dataset")
+    flatten = _recorded_flatten(path, meta)
+    recorded = _recorded_dtype(path, meta)
     try:
         with torch.device("meta"), _no_init_on_meta():
-            model = build_model(entry, kwargs, dataset=dataset)
+            model = build_model(entry, kwargs, dataset=dataset, flatten=flatten)
     except UsageError:
         raise
     except Exception:  # a constructor that cannot run on meta tensors: build it for real
         model = None
-    if model is not None:
-        expected = model.state_dict()
-        _check_fit(path, meta, expected, tensors, model_name=entry.name)
+    on_meta = model is not None
+    if model is None:
+        model = build_model(entry, kwargs, dataset=dataset, flatten=flatten)
+    expected = model.state_dict()
+    _check_fit(path, meta, expected, tensors, model_name=entry.name)
+    tensors = _cast_floats(path, tensors, *_wanted_dtypes(recorded, expected, tensors))
+    ties = _ties(model)
+    model.load_state_dict(tensors, strict=True, assign=True)
+    _retie(model, ties)
+    if on_meta and any(t.is_meta for t in [*model.parameters(), *model.buffers()]):
+        # e.g. a non-persistent buffer the file cannot fill: build it for real
+        on_meta = False
+        model = build_model(entry, kwargs, dataset=dataset, flatten=flatten)
         ties = _ties(model)
         model.load_state_dict(tensors, strict=True, assign=True)
         _retie(model, ties)
-        if any(t.is_meta for t in [*model.parameters(), *model.buffers()]):
-            model = None  # e.g. a non-persistent buffer the file cannot fill
-    if model is None:
-        model = build_model(entry, kwargs, dataset=dataset)
-        _check_fit(path, meta, model.state_dict(), tensors, model_name=entry.name)
-        model.load_state_dict(tensors, strict=True)
+    if not on_meta:  # built for real: what the file does not hold is as the constructor made it
+        if isinstance(recorded, torch.dtype):
+            model.to(dtype=recorded)  # as it was when exported in that dtype
         model.to(device)
     model.zoo_spec.extra.update(
         {"metrics": meta.get("metrics") or {}, "source": str(path), "created": meta.get("created")}
@@ -348,14 +392,76 @@ def _no_init_on_meta() -> Iterator[None]:
 _INIT_LOCK = threading.Lock()
 
 
-def _model_entry(meta: dict[str, Any]):
-    name, plugin = meta["model"], meta.get("plugin")
-    if plugin:
+def _model_entry(meta: dict[str, Any], path: Path):
+    """Exactly the model entry the file pins, or a one-line error naming what to install."""
+    pin = read_pins(meta, path).get("model")
+    if pin is None:
+        raise WeightsError(f"{path}: metadata names no model entry")
+    return pinned_entry(pin, source=str(path))
+
+
+def read_pins(meta: Mapping[str, Any], path: str | os.PathLike = "") -> dict[str, Pin]:
+    """What a weights file's metadata pins, by kind: the model, and the dataset and loss when
+    recorded (see :class:`~zoo.registry.entries.Pin`).
+
+    ``zoo.weights/2`` records them in ``pins``; for older files they come from the recorded
+    ``model``, ``plugin``, ``dist`` and ``dist_version`` and the training record's qualified
+    ``entries`` (a bare name, as zoo 0.1 wrote it, is a pin without a plugin).
+
+    Raises:
+        WeightsError: ``pins`` is malformed (one line naming ``path``).
+    """
+    found: dict[str, Pin] = {}
+    raw = meta.get("pins")
+    if raw is not None:
+        if not isinstance(raw, dict):
+            raise WeightsError(f"{path}: metadata field 'pins' must be an object")
+        for kind in KINDS:
+            try:
+                if raw.get(kind) is not None:
+                    found[kind] = Pin.from_dict(kind, raw[kind])
+            except ValueError as exc:
+                raise WeightsError(f"{path}: metadata field 'pins': {exc}") from None
+    train = (meta.get("extra") or {}).get("train") if isinstance(meta.get("extra"), dict) else None
+    train = train if isinstance(train, dict) else {}
+    refs = train.get("entries") if isinstance(train.get("entries"), dict) else {}
+    recorded = {
+        "model": meta.get("model"),
+        "dataset": refs.get("dataset") or meta.get("dataset"),
+        "loss": refs.get("loss") or train.get("loss"),
+    }
+    for kind, ref in recorded.items():
+        if kind in found or not isinstance(ref, str) or not ref:
+            continue
+        pin = Pin.parse(kind, ref)
+        if kind == "model" and "/" not in ref and meta.get("plugin"):  # zoo.weights/1
+            pin = Pin.parse(kind, f"{meta['plugin']}/{ref}", meta.get("dist"))
+            pin = replace(pin, version=meta.get("dist_version"))
         try:
-            return get_registry().get("model", f"{plugin}/{name}")
-        except UnknownNameError:
-            pass  # plugin renamed or the name moved: fall back to the bare name
-    return get_registry().get("model", name)
+            pin.check()
+        except ValueError as exc:
+            raise WeightsError(f"{path}: metadata: {exc}") from None
+        found[kind] = pin
+    return found
+
+
+def _pins(spec: Any, dataset: str | None, extra: dict[str, Any] | None) -> dict[str, Any]:
+    """The ``pins`` field export writes: the model from its spec; the dataset and loss (from the
+    training record's qualified names, else ``dataset``) where they resolve to an entry."""
+    pins: dict[str, Any] = {}
+    if spec is not None:
+        pins["model"] = Pin("model", spec.model, spec.plugin, spec.dist, spec.version).to_dict()
+    train = (extra or {}).get("train")
+    train = train if isinstance(train, dict) else {}
+    refs = train.get("entries") if isinstance(train.get("entries"), dict) else {}
+    for kind, ref in (
+        ("dataset", refs.get("dataset") or dataset),
+        ("loss", refs.get("loss") or train.get("loss")),
+    ):
+        if isinstance(ref, str) and ref:
+            with contextlib.suppress(ZooError):  # a name no entry has: recorded, not pinned
+                pins[kind] = get_registry().get(kind, ref).pin.to_dict()
+    return pins
 
 
 def _check_fit(
@@ -390,6 +496,100 @@ def _check_fit(
                 f"{path}: tensor {key!r} has dtype {str(have.dtype).removeprefix('torch.')}, "
                 f"model expects {str(want.dtype).removeprefix('torch.')}"
             )
+
+
+FLOAT_DTYPES = {
+    str(t).removeprefix("torch."): t
+    for t in (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+}
+MIXED = "mixed"  # the ``dtype`` of a file whose floating-point tensors differ: each as stored
+
+
+def _state_dtype(tensors: Mapping[str, torch.Tensor]) -> str | None:
+    """What export records as ``dtype``: the one floating-point dtype of the stored tensors,
+    ``mixed`` when they differ, ``None`` without any."""
+    found = {str(t.dtype).removeprefix("torch.") for t in tensors.values() if t.is_floating_point()}
+    return found.pop() if len(found) == 1 else (MIXED if found else None)
+
+
+def _recorded_dtype(path: Path, meta: dict[str, Any]) -> torch.dtype | str | None:
+    """The metadata's ``dtype``: a torch dtype, ``mixed``, or ``None`` when not recorded."""
+    value = meta.get("dtype")
+    if value is None or value == MIXED:
+        return value
+    if value not in FLOAT_DTYPES:
+        raise WeightsError(
+            f"{path}: metadata dtype {value!r} is not one of {', '.join(FLOAT_DTYPES)}, {MIXED}"
+        )
+    return FLOAT_DTYPES[value]
+
+
+def _recorded_flatten(path: Path, meta: dict[str, Any]) -> bool:
+    """Whether the file's model flattens image inputs (absent in files from before zoo did)."""
+    value = meta.get("flatten")
+    if value not in (None, "true"):
+        raise WeightsError(f"{path}: metadata field 'flatten' must be 'true', not {value!r}")
+    return value == "true"
+
+
+def _wanted_dtypes(
+    recorded: torch.dtype | str | None,
+    expected: Mapping[str, torch.Tensor],
+    tensors: Mapping[str, torch.Tensor],
+) -> tuple[dict[str, torch.dtype], str]:
+    """Each key's dtype after loading, and why: the recorded one for every floating-point
+    tensor, each as stored (``mixed``), or the built model's own (nothing recorded)."""
+    if recorded == MIXED:
+        return {k: t.dtype for k, t in tensors.items()}, "as stored"
+    if isinstance(recorded, torch.dtype):
+        wanted = {k: recorded if t.is_floating_point() else t.dtype for k, t in expected.items()}
+        return wanted, "the dtype the file records for the model"
+    return {k: t.dtype for k, t in expected.items()}, "the model's dtype; the file records none"
+
+
+def _cast_floats(
+    path: Path,
+    tensors: dict[str, torch.Tensor],
+    wanted: Mapping[str, torch.dtype],
+    why: str,
+) -> dict[str, torch.Tensor]:
+    """``tensors`` with each floating-point one in its ``wanted`` dtype (aliases stay one
+    tensor); one warning line sums up the casts. A finite value the cast would turn into
+    inf is refused (one line): the file holds numbers that dtype cannot."""
+    done: dict[tuple[int, torch.dtype], torch.Tensor] = {}
+    casts: dict[str, int] = {}
+    out = {}
+    for key, tensor in tensors.items():
+        want = wanted.get(key, tensor.dtype)
+        if tensor.dtype == want or not (tensor.is_floating_point() and want.is_floating_point):
+            out[key] = tensor
+            continue
+        ident = (id(tensor), want)
+        if ident not in done:
+            cast = tensor.to(want)
+            if torch.finfo(want).max < torch.finfo(tensor.dtype).max:
+                lost = torch.isfinite(tensor) & ~torch.isfinite(cast)
+                if lost.any():
+                    raise WeightsError(
+                        f"{path}: tensor {key!r} holds values up to "
+                        f"{tensor[lost].abs().max().item():.4g} that {_name(want)} cannot "
+                        f"represent; refusing to load it as {_name(want)} ({why})"
+                    )
+            done[ident] = cast
+            pair = f"{_name(tensor.dtype)} as {_name(want)}"
+            casts[pair] = casts.get(pair, 0) + 1
+        out[key] = done[ident]
+    if casts:
+        what = ", ".join(
+            f"{n} tensor{'s' if n > 1 else ''} stored as {pair}"
+            for pair, n in sorted(casts.items())
+        )
+        get_logger(__name__).warning(f"{path}: loaded {what} ({why})")
+    return out
+
+
+def _name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
 
 
 def _few(keys: list[str], n: int = 6) -> str:
