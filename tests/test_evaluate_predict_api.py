@@ -127,7 +127,7 @@ def test_a_pretrained_entry_is_fetched_and_evaluated_as_published():
 
 
 def test_bad_arguments_are_one_line_usage_errors(run):
-    with pytest.raises(UsageError, match="batch size must be at least 1, got 0"):
+    with pytest.raises(UsageError, match="batch size must be a positive integer, got 0"):
         zoo.evaluate(run, batch_size=0)
     with pytest.raises(UsageError, match="does not fit the model's input"):
         zoo.predict(run, torch.zeros(3, 5))

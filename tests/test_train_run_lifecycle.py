@@ -201,7 +201,7 @@ def test_batch_size_zero_is_the_same_error_for_predict_and_evaluate(finished_run
         zoo_cli("predict", finished_run, "-i", tmp_path / "x.npy", "--batch-size", "0")
     )
     evaluated = one_line_error(zoo_cli("evaluate", finished_run, "--batch-size", "0"))
-    assert predicted == evaluated == "error: batch size must be at least 1, got 0"
+    assert predicted == evaluated == "error: batch size must be a positive integer, got 0"
 
 
 # -- 5. Ctrl-C ------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from zoo._util.jsonio import jsonable
 from zoo._util.log import get_logger
+from zoo._util.values import positive_int
 from zoo.errors import IncompatibleError, UnknownNameError, UsageError, ZooError
 from zoo.models import build_model, model_kwargs
 from zoo.registry.entries import Entry
@@ -487,9 +488,8 @@ def num_classes_of(entry: Entry) -> int | None:
 
 
 def check_batch_size(batch_size: Any) -> None:
-    """Refuse a batch size below 1 (the same one-line error for evaluate and predict)."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise UsageError(f"batch size must be at least 1, got {batch_size!r}")
+    """Refuse a batch size that is not a positive integer (one message everywhere)."""
+    positive_int(batch_size, "batch size")
 
 
 def shape_inputs(X: torch.Tensor, input_shape: tuple[int, ...] | None) -> torch.Tensor:

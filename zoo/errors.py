@@ -7,6 +7,7 @@ The CLI prints any :class:`ZooError` as one ``error: ...`` line (no traceback un
 from __future__ import annotations
 
 __all__ = [
+    "one_line",
     "AmbiguousNameError",
     "FetchError",
     "IncompatibleError",
@@ -52,3 +53,25 @@ class WeightsError(ZooError):
 
 class FetchError(ZooError):
     """A pretrained file could not be fetched or verified."""
+
+
+def one_line(exc: BaseException, *, typed: bool = False, sep: str = " ") -> str:
+    """How an error reads on one line: its message with whitespace collapsed.
+
+    Args:
+        exc: the error.
+        typed: prefix the exception's type name (``ValueError: ...``): for errors raised by
+            someone else's code (a plugin, a model), where the type is part of the story.
+        sep: what joins the lines of a multi-line message (``" "``, or ``"; "`` where each
+            line is a separate problem).
+
+    An ``OSError`` reads ``<reason>: <path>`` (``No space left on device: /runs/x``).
+    """
+    if isinstance(exc, OSError) and not isinstance(exc, ZooError) and exc.strerror:
+        text = f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    else:
+        lines = [" ".join(line.split()) for line in str(exc).splitlines()]
+        text = sep.join(line for line in lines if line)
+    if typed:
+        return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text

@@ -38,6 +38,7 @@ from zoo import api
 from zoo.bench.environment import MemoryProbe, process_peak_rss, synchronizer
 from zoo.bench.rows import ROW_MARKER, Combo, Settings, empty_row
 from zoo.bench.timing import Measurement, measure, noise_reason, spread
+from zoo.errors import one_line
 from zoo.runtime.device import device_name, resolve_device
 from zoo.runtime.precision import Precision
 from zoo.runtime.step import train_step
@@ -45,7 +46,7 @@ from zoo.runtime.threads import use_threads
 from zoo.tasks import contracts as tasks
 from zoo.train.optim import create_optimizer
 from zoo.train.trainer import Trainer
-from zoo.weights.files import export
+from zoo.weights.files import export, tensor_identity
 
 __all__ = [
     "MEMORY_STEPS",
@@ -95,7 +96,7 @@ def _run_row(combo: Combo, settings: Settings, cache: dict, row: dict[str, Any])
         if batch != combo.batch_size:
             row["note"] = f"out of memory at batch size {combo.batch_size}; ran with {batch}"
     except Exception as exc:  # a failing combination is a row, not a crash
-        row["error"] = _one_line(exc)
+        row["error"] = one_line(exc, typed=True)
     finally:
         _release(device)
 
@@ -371,15 +372,8 @@ def fit_curve(
 
 def _describe_model(model: torch.nn.Module, row: dict[str, Any]) -> None:
     row["params"] = sum(p.numel() for p in model.parameters())
-    seen: set[tuple[int, int]] = set()
-    size = 0
-    for tensor in model.state_dict().values():
-        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
-        if key in seen:  # tied / shared weights are stored once
-            continue
-        seen.add(key)
-        size += tensor.numel() * tensor.element_size()
-    row["weights_bytes"] = size
+    unique = {tensor_identity(t): t for t in model.state_dict().values()}  # tied: stored once
+    row["weights_bytes"] = sum(t.numel() * t.element_size() for t in unique.values())
 
 
 def _fill_timing(row: dict[str, Any], m: Measurement, batch: int) -> None:
@@ -434,11 +428,6 @@ def _release(device: torch.device | None) -> None:
     gc.collect()
     if device is not None and device.type == "cuda":
         torch.cuda.empty_cache()
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def decay_on_oom(

@@ -5,6 +5,7 @@ same as the trainer's.)
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import sys
@@ -12,6 +13,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+
+from zoo.runtime.device import synchronize
 
 if TYPE_CHECKING:
     import torch
@@ -27,13 +30,7 @@ __all__ = [
 
 def synchronizer(device: torch.device) -> Callable[[], None]:
     """A no-argument function that waits for queued work on ``device`` (no-op on CPU)."""
-    import torch
-
-    if device.type == "cuda":
-        return lambda: torch.cuda.synchronize(device)
-    if device.type == "mps":
-        return torch.mps.synchronize
-    return lambda: None
+    return functools.partial(synchronize, device)
 
 
 def environment() -> dict[str, Any]:

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from zoo import api
+from zoo._util.values import positive_int
 from zoo.bench.environment import environment
 from zoo.bench.report import BenchResult
 from zoo.bench.rows import MODES, ROW_MARKER, Combo, Settings, empty_row
@@ -89,13 +90,13 @@ def bench(
     ``progress`` prints one line per combination to stderr (or calls the given function).
     """
     settings = Settings(
-        epochs=_positive_int(epochs, "epochs"),
+        epochs=positive_int(epochs, "epochs"),
         lr=float(lr),
         seed=int(seed),
         min_run_time=_positive_float(min_run_time, "min_run_time"),
         warmup=None if warmup is None else max(0.0, float(warmup)),
         export_dir=None if export_dir is None else str(export_dir),
-        threads=None if threads is None else _positive_int(threads, "threads"),
+        threads=None if threads is None else positive_int(threads, "threads"),
     )
     plan = make_plan(Grid(models, datasets, losses, devices, batch_sizes, precisions, modes))
     from zoo.runtime.threads import resolve_threads, use_threads  # torch: work is planned
@@ -173,7 +174,9 @@ def _validate(grid: Grid) -> dict[str, list[Any]]:
         "losses": ["auto"] * ("auto" in loss_items)
         + _resolve("loss", [x for x in loss_items if x != "auto"], allow_empty=True),
         "devices": [parse_device(d) for d in _as_list(grid.devices) or ["auto"]],
-        "batch_sizes": _unique(_batch_size(b) for b in _as_list(grid.batch_sizes)),
+        "batch_sizes": _unique(
+            positive_int(b, "batch size", text=True) for b in _as_list(grid.batch_sizes)
+        ),
         "precisions": _unique(parse_precision(p) for p in _as_list(grid.precisions) or ["fp32"]),
         "modes": _unique(_mode(m) for m in _as_list(grid.modes)),
     }
@@ -294,28 +297,11 @@ def _resolve(kind: str, items: list[str], allow_empty: bool = False) -> list[str
     return _unique(names)
 
 
-def _batch_size(value: Any) -> int:
-    size = 0
-    if isinstance(value, int) and not isinstance(value, bool):
-        size = value
-    elif isinstance(value, str) and value.strip().isdigit():
-        size = int(value)
-    if size < 1:
-        raise UsageError(f"batch size must be a positive integer, got {value!r}")
-    return size
-
-
 def _mode(value: str) -> str:
     mode = str(value).strip().lower()
     if mode not in MODES:
         raise UsageError(f"unknown mode {value!r}; use one of {', '.join(MODES)}")
     return mode
-
-
-def _positive_int(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UsageError(f"{what} must be a positive integer, got {value!r}")
-    return value
 
 
 def _positive_float(value: Any, what: str) -> float:

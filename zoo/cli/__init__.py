@@ -20,7 +20,7 @@ import click
 
 from zoo import __version__
 from zoo._util.log import install_stderr_handler
-from zoo.errors import ZooError
+from zoo.errors import ZooError, one_line
 
 __all__ = ["COMMANDS", "ZooGroup", "cli", "main"]
 
@@ -64,16 +64,8 @@ class ZooGroup(click.Group):
         except (ZooError, OSError) as exc:
             if os.environ.get("ZOO_DEBUG", "") not in ("", "0"):
                 raise
-            click.echo(f"error: {_one_line(exc)}", err=True)
+            click.echo(f"error: {one_line(exc)}", err=True)
             ctx.exit(exc.exit_code if isinstance(exc, ZooError) else 1)
-
-
-def _one_line(exc: BaseException) -> str:
-    """The message of a user-facing error on one line (an OSError names its path)."""
-    if isinstance(exc, OSError) and not isinstance(exc, ZooError) and exc.strerror:
-        where = f": {exc.filename}" if exc.filename else ""
-        return f"{exc.strerror}{where}"
-    return " ".join(str(exc).split())
 
 
 @click.group(cls=ZooGroup, context_settings={"help_option_names": ["-h", "--help"]})

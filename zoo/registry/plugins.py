@@ -64,7 +64,7 @@ import pluggy
 
 from zoo._util.log import get_logger
 from zoo._util.names import close_matches, normalize_name
-from zoo.errors import PluginError, UnknownNameError
+from zoo.errors import PluginError, UnknownNameError, one_line
 from zoo.registry import hookspecs
 from zoo.registry.entries import (
     FIRST_PARTY_DIST,
@@ -306,10 +306,7 @@ def _tracing(enabled: bool) -> Iterator[None]:
 
 def _one_line(exc: BaseException) -> str:
     """``Type: message`` on one line (a plugin's failure as ``zoo plugins`` shows it)."""
-    if isinstance(exc, _Failed):
-        return str(exc)
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {'; '.join(lines)}" if lines else type(exc).__name__
+    return str(exc) if isinstance(exc, _Failed) else one_line(exc, typed=True, sep="; ")
 
 
 def _record_for(ep: EntryPoint) -> PluginRecord:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
+    "synchronize",
     "DEVICE_FORMS",
     "PRECISIONS",
     "PRECISION_ALIASES",
@@ -177,3 +178,13 @@ def _cpu_name() -> str | None:
     except OSError:
         return None
     return None
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on ``device`` (a no-op on the CPU): before reading a clock."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 import torch
 
-from zoo.errors import UsageError
+from zoo._util.values import positive_int
 
 __all__ = ["default_threads", "physical_cores", "resolve_threads", "use_threads"]
 
@@ -47,8 +47,8 @@ def default_threads() -> int:
     """``$OMP_NUM_THREADS`` if set, else physical cores // processes on this node (>= 1)."""
     env = os.environ.get("OMP_NUM_THREADS", "").strip()
     if env:
-        return _positive(env, "OMP_NUM_THREADS")
-    local = _positive(os.environ.get("LOCAL_WORLD_SIZE", "1") or "1", "LOCAL_WORLD_SIZE")
+        return positive_int(env, "$OMP_NUM_THREADS", text=True)
+    local = positive_int(os.environ.get("LOCAL_WORLD_SIZE") or "1", "$LOCAL_WORLD_SIZE", text=True)
     return max(1, physical_cores() // local)
 
 
@@ -56,9 +56,7 @@ def resolve_threads(threads: int | None = None) -> int:
     """The thread count to use: ``threads`` when given, else :func:`default_threads`."""
     if threads is None:
         return default_threads()
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise UsageError(f"threads must be a positive integer, got {threads!r}")
-    return threads
+    return positive_int(threads, "threads")
 
 
 @contextmanager
@@ -71,13 +69,3 @@ def use_threads(threads: int | None = None) -> Iterator[int]:
         yield count
     finally:
         torch.set_num_threads(before)
-
-
-def _positive(text: str, name: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise UsageError(f"${name} must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise UsageError(f"${name} must be a positive integer, got {text!r}")
-    return value

@@ -27,6 +27,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+from zoo._util.values import positive_int
 from zoo.errors import UsageError
 
 __all__ = ["DERIVED", "RESUME", "TrainConfig", "TrainState", "setting", "type_name"]
@@ -234,8 +235,7 @@ class TrainConfig:
             raise UsageError(f"epochs must be an integer, got {epochs!r}")
         if not resuming and epochs < 1:
             raise UsageError(f"epochs must be at least 1, got {epochs}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise UsageError(f"batch size must be a positive integer, got {batch_size!r}")
+        positive_int(batch_size, "batch size")
         if patience is not None and patience < 1:
             raise UsageError(f"patience must be at least 1 epoch, got {patience}")
         if workers is not None and (isinstance(workers, bool) or workers < 0):

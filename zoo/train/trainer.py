@@ -45,7 +45,7 @@ from zoo.errors import IncompatibleError, UsageError, ZooError
 from zoo.models import build_model, model_kwargs
 from zoo.runtime import distributed
 from zoo.runtime.batches import TensorBatches, make_batches
-from zoo.runtime.device import resolve_device
+from zoo.runtime.device import resolve_device, synchronize
 from zoo.runtime.distributed import env_world
 from zoo.runtime.precision import Precision
 from zoo.runtime.step import evaluate_batches, train_step
@@ -606,7 +606,7 @@ class Trainer:
                 progress.start_epoch(epoch, len(self.train_batches))
                 t0 = time.perf_counter()
                 train_loss, samples = self._train_epoch(epoch, progress)
-                _sync(self.device)
+                synchronize(self.device)
                 t1 = time.perf_counter()
                 row: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
                 row.update(self._evaluate_epoch())
@@ -796,10 +796,3 @@ def _init_signature() -> inspect.Signature:
 
 
 Trainer.__init__.__signature__ = _init_signature()  # type: ignore[attr-defined]
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()

@@ -53,6 +53,7 @@ __all__ = [
     "read_metadata",
     "read_pins",
     "split_shared",
+    "tensor_identity",
 ]
 
 FORMAT = "zoo.weights/2"
@@ -131,6 +132,16 @@ def export(
     return path
 
 
+def tensor_identity(tensor: torch.Tensor) -> tuple[Any, ...]:
+    """What makes two state-dict entries one tensor (tied weights): the same storage viewed at
+    the same offset with the same shape, stride and dtype."""
+    t = tensor.detach()
+    return (
+        str(t.device), t.untyped_storage().data_ptr(), t.storage_offset(),
+        tuple(t.shape), tuple(t.stride()), t.dtype,
+    )  # fmt: skip
+
+
 def split_shared(
     state: Mapping[str, torch.Tensor],
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -151,8 +162,8 @@ def split_shared(
     aliases: dict[str, str] = {}
     for key, tensor in state.items():
         t = tensor.detach()
-        storage = (str(t.device), t.untyped_storage().data_ptr())
-        ident = (*storage, t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
+        ident = tensor_identity(t)
+        storage = ident[:2]
         if t.numel() and ident in seen:
             aliases[key] = seen[ident]
             continue
