@@ -5,16 +5,28 @@ Each contender runs in a fresh interpreter (what a user at a shell pays), interl
 contender: the whole command's wall time, and the in-process time of import + listing
 (interpreter start-up excluded). Goal: zoo at least 10x faster than both.
 
-    python benchmarks/list_speed.py [--rounds 7]
+Then large listings, each in a fresh interpreter: `zoo list pretrained` with a local registry
+(``$ZOO_REGISTRY``) of 100 / 1,000 / 10,000 entries, and `zoo list models` with a plugin of
+10,000 models. Goal: 10,000 of either well under a second.
+
+    python benchmarks/list_speed.py [--rounds 7] [--sizes 100,1000,10000] [--only-large]
+
+Run it against another checkout with ``PYTHONPATH=CHECKOUT`` (the subprocesses run outside
+this directory, so that checkout's ``zoo`` is the one imported).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 IN_PROCESS = {
     "zoo list": "import zoo; names = zoo.list_models() + zoo.list_losses() + zoo.list_datasets()",
@@ -39,10 +51,106 @@ def run_once(code: str) -> tuple[float, float, int]:
     return wall, float(inner), int(count)
 
 
+def write_registry(root: Path, n: int) -> Path:
+    """A local registry of ``n`` entries for zoo's own ``mlp`` (all sharing one small file)."""
+    root.mkdir(parents=True)
+    data = b"weights"
+    (root / "w.safetensors").write_bytes(data)
+    ref = {"url": "w.safetensors", "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    entries = [
+        {
+            "name": f"mlp.t{i}",
+            "model": "mlp",
+            "plugin": "workflow",
+            "dist": "zoo",
+            "kwargs": {"in_features": 4, "num_classes": 3},
+            "files": [ref],
+            "metrics": {"accuracy": 0.9, "loss": 0.3},
+            "dataset": "iris",
+        }  # fmt: skip
+        for i in range(n)
+    ]
+    (root / "index.json").write_text(json.dumps({"schema": 2, "entries": entries}))
+    return root
+
+
+def write_plugin(site: Path, n: int) -> Path:
+    """An installed plugin (dist-info + module) registering ``n`` models."""
+    info = site / "bench_many-0.1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: bench-many\nVersion: 0.1.0\n")
+    (info / "entry_points.txt").write_text("[zoo]\nbench_many = bench_many\n")
+    (site / "bench_many.py").write_text(
+        "import zoo\n\n@zoo.hookimpl\ndef register_models(register):\n"
+        f"    for i in range({n}):\n"
+        "        register(f'many-{i}', 'bench_many:Model', task='multiclass')\n"
+    )
+    return site
+
+
+LISTED = {  # in-process: import + the listing itself (no output formatting)
+    "pretrained": "import zoo.hub.index as h; names = h.pretrained_listing()",
+    "models": "import zoo; names = zoo.list_models()",
+}
+
+
+def large_listings(sizes: list[int], rounds: int) -> None:
+    """Median wall time of `zoo list pretrained` (a local registry of N entries) and of
+    `zoo list models` with a plugin of the largest N models, each in a fresh interpreter, and
+    the in-process time of import + listing (no output formatting)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ZOO_")}
+        env["ZOO_HOME"] = str(base / "home")
+        cases = []
+        for n in sizes:
+            registry = write_registry(base / f"reg{n}", n)
+            cases.append((f"zoo list pretrained ({n:,} entries)", "pretrained",
+                          {**env, "ZOO_REGISTRY": str(registry)}))  # fmt: skip
+        site = write_plugin(base / "site", max(sizes))
+        paths = [str(site), env.get("PYTHONPATH", "")]
+        plugin_env = {**env, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+        cases.append((f"zoo list models (+{max(sizes):,} plugin models)", "models", plugin_env))
+        walls: dict[str, list[float]] = {name: [] for name, *_ in cases}
+        inner: dict[str, list[float]] = {name: [] for name, *_ in cases}
+        rows: dict[str, int] = {}
+        for _ in range(rounds):
+            for name, kind, case_env in cases:
+                start = time.perf_counter()
+                out = subprocess.run(
+                    [sys.executable, "-m", "zoo", "list", kind], capture_output=True,
+                    text=True, env=case_env, cwd=tmp, check=True,
+                )  # fmt: skip
+                walls[name].append(time.perf_counter() - start)
+                rows[name] = len(out.stdout.splitlines()) - 2  # header and rule
+                code = TEMPLATE.format(code=LISTED[kind])
+                out = subprocess.run(
+                    [sys.executable, "-c", code], capture_output=True, text=True,
+                    env=case_env, cwd=tmp, check=True,
+                )  # fmt: skip
+                inner[name].append(float(out.stdout.split()[0]))
+    print(f"\nlarge listings, rounds: {rounds} (medians, fresh interpreter each)")
+    print(f"{'command':48} {'rows':>7} {'wall ms':>9} {'import+list ms':>15}")
+    for name, *_ in cases:
+        wall, t = statistics.median(walls[name]), statistics.median(inner[name])
+        print(f"{name:48} {rows[name]:7d} {wall * 1e3:9.1f} {t * 1e3:15.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--sizes", default="100,1000,10000", help="Pretrained registry sizes.")
+    parser.add_argument("--only-large", action="store_true", help="Skip the contenders.")
     args = parser.parse_args()
+    sizes = [int(n) for n in args.sizes.split(",")]
+    if not args.only_large:
+        contenders(args.rounds)
+    large_listings(sizes, args.rounds)
+
+
+def contenders(rounds: int) -> None:
+    """zoo's listing against torchvision's and timm's."""
+    args = argparse.Namespace(rounds=rounds)
     walls: dict[str, list[float]] = {k: [] for k in IN_PROCESS}
     inner: dict[str, list[float]] = {k: [] for k in IN_PROCESS}
     counts: dict[str, int] = {}

@@ -200,7 +200,9 @@ def test_a_hook_that_raises_does_not_stop_the_plugins_other_hooks_being_reported
     )
     _plugin(make_plugin, "raise_zoo", source)
     error = _record("raise_zoo").error
-    assert error.startswith("register_models: RuntimeError: boom; register_losses: loss name 'Bad'")
+    assert error.startswith(
+        "register_models raised RuntimeError: boom; register_losses: loss name 'Bad'"
+    )
 
 
 def test_one_plugins_exception_never_stops_anothers_hooks(make_plugin):
@@ -212,7 +214,7 @@ def test_one_plugins_exception_never_stops_anothers_hooks(make_plugin):
         entry_points={"good_zoo": "good_zoo"},
     )
     assert "good-net" in zoo.list_models()
-    assert _record("aaa_zoo").error == "register_models: ZeroDivisionError: division by zero"
+    assert _record("aaa_zoo").error == "register_models raised ZeroDivisionError: division by zero"
     assert _record("good_zoo").status == "ok" and _record("good_zoo").entries == {"model": 1}
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from zoo._util.jsonio import jsonable
 from zoo._util.log import get_logger
 from zoo._util.values import positive_int
-from zoo.errors import IncompatibleError, UnknownNameError, UsageError, ZooError
+from zoo.errors import IncompatibleError, UnknownNameError, UsageError, ZooError, short_repr
 from zoo.models import build_model, model_kwargs
 from zoo.registry.entries import Entry
 from zoo.registry.plugins import get_registry, missing_reason, pinned_entry
@@ -155,9 +155,11 @@ def create_model(
                 f"pretrained entry {qualified_name(found)} holds weights for "
                 f"{found.pin.describe()}, not for model {entry.qualname!r}"
             )
-        model = build_model(entry, {**found.kwargs, **kwargs}, dataset=found.dataset)
-        weights.load_weights(model, cache.fetch_entry(found))
-        return model
+        path = cache.fetch_entry(found)
+        return weights.build_for_file(
+            entry, {**found.kwargs, **kwargs}, path, source=f"pretrained entry {found.name}",
+            dataset=found.dataset,
+        )  # fmt: skip
     data_entry = None
     if dataset is not None:
         data_entry = registry.get("dataset", dataset)
@@ -263,9 +265,11 @@ def evaluate(
             (``tinyvgg.digits``, fetched into the cache) or a model (moved to ``device``).
         dataset: default the dataset the weights were trained on.
         loss: the loss to report; default the run's own on its own dataset, else the task's.
-        dataset_kwargs: default the run's own on its own dataset, else none.
-        data_dir: root of local dataset files (passed as ``root=``); default the run's recorded
-            one while that directory exists.
+        dataset_kwargs: default the run's own on its own dataset (its split settings: options
+            that name paths or cause I/O, such as ``root`` or ``download``, are never taken
+            from a file; a warning names them), else none.
+        data_dir: root of local dataset files (passed as ``root=``); default ``$ZOO_DATA`` (a
+            run's recorded one is not applied: a warning says so).
         threads: intra-op CPU threads for the call (default ``$OMP_NUM_THREADS``, else the
             physical cores per process); torch's own count is restored after.
 
@@ -289,15 +293,15 @@ def evaluate(
     path = resolve_weights(run_or_weights_or_entry)
     meta = weights.read_metadata(path)
     train = _train_record(meta)
-    if data_dir is None and train.get("data_dir") and Path(train["data_dir"]).is_dir():
-        data_dir = train["data_dir"]  # the data the run was trained on
     own = dataset is None or dataset == meta.get("dataset")
     dataset = dataset or _recorded_dataset(meta, path)
     if not dataset:
         raise UsageError(f"{path} does not record its dataset; pass a dataset (--dataset)")
     if own:
         if dataset_kwargs is None:
-            dataset_kwargs = train.get("dataset_kwargs") or {}
+            dataset_kwargs = _recorded_dataset_kwargs(
+                train, path, data_dir_given=data_dir is not None
+            )
         if loss is None:
             loss = _recorded_loss(meta, path)  # the loss it was trained with, if installed
     dev = resolve_device(device)
@@ -353,6 +357,12 @@ def predict(
         dataset = _recorded_dataset(meta)
         model = weights.load(path, device=str(dev))
     task, input_shape = _task_and_shape(model, dataset, meta)
+    if task is None and not raw:
+        logger.warning(
+            "%s: the task is unknown (%s), so the predictions are the model's raw outputs "
+            "(logits or values), not labels",
+            _source_name(run_or_weights_or_entry, model), _why_no_task(model, meta),
+        )  # fmt: skip
     X = inputs if isinstance(inputs, torch.Tensor) else torch.as_tensor(inputs)
     if not isinstance(inputs, torch.Tensor) and X.is_floating_point():
         X = X.to(torch.float32)
@@ -519,8 +529,49 @@ def _is_model(source: Any) -> bool:
 
 def _train_record(meta: dict[str, Any]) -> dict[str, Any]:
     """The training settings ``zoo train`` stores in a weights file (``{}`` for others)."""
-    train = (meta.get("extra") or {}).get("train")
+    extra = meta.get("extra")
+    train = extra.get("train") if isinstance(extra, dict) else None
     return train if isinstance(train, dict) else {}
+
+
+# Dataset options a file may not set: they name files or make the loader read, write or fetch.
+_IO_OPTION_WORDS = ("root", "download", "dir", "path", "file", "url", "cache", "home")
+
+
+def _recorded_dataset_kwargs(
+    train: dict[str, Any], source: Path, *, data_dir_given: bool
+) -> dict[str, Any]:
+    """The dataset kwargs a run recorded that are applied when it is evaluated: its split
+    settings (fractions, seeds, sizes). Those that name paths or cause I/O (``root``,
+    ``download``, ``data_dir``, a file's path) are description only: never applied, and one
+    warning line names them, for the user to give again (``--data-dir``, ``--dataset-arg``)."""
+    recorded = train.get("dataset_kwargs") or {}
+    if not isinstance(recorded, dict):
+        recorded = {"dataset_kwargs": recorded}
+    applied = {k: v for k, v in recorded.items() if _inert_option(k, v)}
+    withheld = [f"{k}={short_repr(v, 200)}" for k, v in recorded.items() if k not in applied]
+    if train.get("data_dir") and not data_dir_given:
+        withheld.append(f"data_dir={short_repr(train['data_dir'], 200)}")
+    if withheld:
+        logger.warning(
+            "%s: recorded dataset options not applied (a file may not choose paths or I/O; "
+            "give them again, e.g. --data-dir): %s",
+            source,
+            ", ".join(withheld),
+        )
+    return applied
+
+
+def _inert_option(key: Any, value: Any) -> bool:
+    """Whether a recorded dataset option is a plain setting (no path, no I/O)."""
+    name = str(key).lower()
+    if any(word in name for word in _IO_OPTION_WORDS):
+        return False
+    if isinstance(value, list):
+        return len(value) <= 1000 and all(_inert_option(key, v) for v in value)
+    if isinstance(value, str):
+        return len(value) <= 200 and not any(c in value for c in "/\\:~") and value[:1] != "."
+    return value is None or isinstance(value, bool | int | float)
 
 
 def _recorded_dataset(meta: dict[str, Any], source: Path | None = None) -> str | None:
@@ -557,6 +608,25 @@ def _recorded_loss(meta: dict[str, Any], source: Path) -> str | None:
         return entry.qualname
     logger.warning("%s: %s; reporting the task's default loss instead", source, missing_reason(pin))
     return None
+
+
+def _source_name(source: Any, model: torch.nn.Module) -> str:
+    """How messages name what :func:`predict` was given: its path, else the model entry."""
+    if not _is_model(source):
+        return os.fspath(source)
+    spec = getattr(model, "zoo_spec", None)
+    return f"model {spec.model!r}" if spec is not None else "the model"
+
+
+def _why_no_task(model: torch.nn.Module, meta: dict[str, Any]) -> str:
+    """Why :func:`_task_and_shape` found no task: the recorded dataset is not installed, or
+    none is recorded and the model entry serves several tasks."""
+    spec = getattr(model, "zoo_spec", None)
+    recorded = meta.get("dataset") or getattr(spec, "dataset", None)
+    if recorded:
+        return f"dataset {str(recorded)[:80]!r} it was trained on is not installed"
+    what = f"model {spec.model!r}" if spec is not None else "the model"
+    return f"no dataset is recorded and {what} serves several tasks"
 
 
 def _task_and_shape(

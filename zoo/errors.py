@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "one_line",
+    "short_repr",
     "AmbiguousNameError",
     "FetchError",
     "IncompatibleError",
@@ -75,3 +76,10 @@ def one_line(exc: BaseException, *, typed: bool = False, sep: str = " ") -> str:
     if typed:
         return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return text
+
+
+def short_repr(value: object, limit: int = 60) -> str:
+    """``repr(value)`` on one line, cut to ``limit`` characters: how a message quotes a value
+    read from a file or given by a user (a hostile one can be long)."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -15,10 +15,13 @@ key for key, so weights move between the wrapped and the bare model.
 from __future__ import annotations
 
 import functools
+import json
+import math
+import re
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from zoo.errors import UsageError, ZooError
+from zoo.errors import UsageError, WeightsError, ZooError, short_repr
 from zoo.registry.entries import Entry
 from zoo.registry.plugins import get_registry
 from zoo.tasks import contracts as tasks
@@ -27,7 +30,7 @@ if TYPE_CHECKING:
     import torch
 
 # FlattenInputs is defined on first use (module __getattr__), so torch is not imported here.
-__all__ = ["FlattenInputs", "ModelSpec", "build_model", "model_kwargs"]  # noqa: F822
+__all__ = ["FlattenInputs", "ModelSpec", "build_model", "check_kwargs", "model_kwargs"]  # noqa: F822
 
 
 @dataclass
@@ -68,6 +71,7 @@ def build_model(
     dataset: str | Entry | None = None,
     *,
     flatten: bool | None = None,
+    source: str | None = None,
 ) -> torch.nn.Module:
     """Call a model entry's target with exactly ``kwargs`` and tag the result with its spec.
 
@@ -79,16 +83,26 @@ def build_model(
         flatten: wrap the model in :class:`FlattenInputs`. ``None`` (the default) decides it
             from the entry and the dataset (:func:`zoo.tasks.contracts.flattens`); a dataset
             name that is not registered gives no flatten.
+        source: where ``kwargs`` come from when not from the user (a weights file, an index
+            entry): they are checked first (:func:`check_kwargs`), and a target that refuses
+            them is a :class:`~zoo.errors.WeightsError` naming ``source``.
+
+    Raises:
+        UsageError: the target refuses the user's ``kwargs`` (``hidden=-5``): one line naming
+            the model and, where the message shows it, the kwarg.
     """
     data_entry = dataset if isinstance(dataset, Entry) else None
     if flatten is None:
         if data_entry is None and dataset is not None:
             data_entry = _registered_dataset(dataset)
         flatten = data_entry is not None and tasks.flattens(entry, data_entry)
+    target = entry.load()
+    if source is not None:
+        check_kwargs(entry, target, kwargs, source)
     try:
-        model = entry.load()(**kwargs)
-    except TypeError as exc:
-        raise UsageError(f"model {entry.name!r}: {exc}") from exc
+        model = target(**kwargs)
+    except BUILD_ERRORS as exc:
+        raise _build_error(entry, kwargs, exc, source) from exc
     import torch
 
     if not isinstance(model, torch.nn.Module):
@@ -107,6 +121,104 @@ def build_model(
         flatten=bool(flatten),
     )
     return model
+
+
+#: What a model's constructor raises for kwargs it cannot take (torch's negative sizes and
+#: failed allocations are RuntimeErrors).
+BUILD_ERRORS = (TypeError, ValueError, RuntimeError, OverflowError, MemoryError)
+
+
+def check_kwargs(entry: Entry, target: Any, kwargs: Any, source: str) -> None:
+    """Refuse kwargs read from ``source`` (a file, an index) before ``target`` sees them: an
+    object of JSON values (finite numbers) whose names the target's signature takes (any
+    name when it takes ``**kwargs``), required parameters included. One-line
+    :class:`~zoo.errors.WeightsError`."""
+    import inspect
+
+    where = f"{source}: model {entry.name!r}"
+    if not isinstance(kwargs, dict):
+        raise WeightsError(f"{where}: kwargs must be an object, not {type(kwargs).__name__}")
+    for key, value in kwargs.items():
+        if not _json_value(value):
+            raise WeightsError(
+                f"{where}: kwarg {key}={short_repr(value)} is not a finite JSON value"
+            )
+    try:
+        inspect.signature(target).bind(**kwargs)
+    except TypeError as exc:
+        raise WeightsError(
+            f"{where}: the recorded kwargs do not fit its signature ({exc})"
+        ) from None
+    except ValueError:  # no signature to check against: refuse rather than call blind
+        raise WeightsError(
+            f"{where}: its target has no signature to check kwargs against"
+        ) from None
+
+
+def _json_value(value: Any) -> bool:
+    """Whether ``value`` is made of JSON types only, numbers finite (no NaN, no inf)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if not all(isinstance(k, str) for k in item):
+                return False
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return False
+        elif not (item is None or isinstance(item, str | int | bool)):
+            return False
+    return True
+
+
+def _build_error(
+    entry: Entry, kwargs: dict[str, Any], exc: BaseException, source: str | None
+) -> ZooError:
+    """A constructor's refusal as one line naming the model and, when its message shows one
+    kwarg's value, that kwarg: a UsageError for the user's kwargs, a WeightsError for a file's."""
+    first = " ".join(str(exc).strip().split("\n")[0].split())  # torch adds C++ frames below
+    culprit = _culprit(kwargs, first)
+    reason = first if isinstance(exc, TypeError | ValueError) else f"{type(exc).__name__}: {first}"
+    if source is None:
+        given = culprit or "these kwargs"
+        return UsageError(f"model {entry.name!r} cannot be built with {given}: {reason}")
+    given = f": {culprit}" if culprit else ""
+    return WeightsError(
+        f"{source}: model {entry.name!r} cannot be built with the recorded kwargs{given}: {reason}"
+    )
+
+
+def _culprit(kwargs: dict[str, Any], message: str) -> str:
+    """``hidden=-5``: the one kwarg whose number ``message`` quotes - the only one quoted, else
+    the only one quoted negative, else the one after "got" - or ``""``."""
+    number = r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?"
+    quoted = re.findall(number, message)
+    for among in (
+        quoted,
+        [n for n in quoted if n.startswith("-")],
+        re.findall(rf"\bgot ({number})", message),
+    ):
+        hits = [key for key, value in kwargs.items() if _numbers(value) & set(among)]
+        if len(hits) == 1:
+            value = kwargs[hits[0]]
+            return f"{hits[0]}={json.dumps(value) if _json_value(value) else short_repr(value)}"
+    return ""
+
+
+def _numbers(value: Any) -> set[str]:
+    """How a message may quote the numbers in ``value`` (a number or a list): ``2``, ``2.0``."""
+    found: set[str] = set()
+    for n in value if isinstance(value, list | tuple) else [value]:
+        if isinstance(n, bool):
+            continue
+        if isinstance(n, int):
+            found.add(str(n))
+        elif isinstance(n, float) and math.isfinite(n):
+            found |= {repr(n)} | ({str(int(n))} if n.is_integer() else set())
+    return found
 
 
 def _registered_dataset(name: str) -> Entry | None:

@@ -12,8 +12,17 @@ check and what was expected versus what was found.
 - A **loss** (:mod:`zoo.checks.loss`) accepts each of its tasks' output/target pairs (after the
   probabilities or log-probabilities its ``expects`` asks for) and returns a finite scalar with
   gradients.
-- A **dataset** (:mod:`zoo.checks.dataset`) loads both splits with the declared shape, dtypes
-  and class range, the same way twice. Missing files make it *skipped* (with the reason).
+- A **dataset** (:mod:`zoo.checks.dataset`) loads both splits with the declared shape, label
+  types and class range, the same way twice. Missing files make it *skipped* (with the reason).
+- A **plugin** loaded (its import and hooks raised nothing and registered something), takes no
+  first-party name, and loads *light*: its loading imported no heavy module (torch at the top
+  of its hook module) and took no longer than ``ZOO_PLUGIN_SLOW_S``.
+- A **pretrained entry** a plugin's model declares (:mod:`zoo.checks.pretrained`): its files
+  fetch with the declared hash and size, load into the model, and reproduce the declared
+  metrics on the declared dataset. Not cached while offline, or a dataset not on disk: *skipped*.
+
+Checks judge only what they are asked about: under ``ZOO_STRICT_PLUGINS=1`` another plugin's
+failure does not fail them.
 
 This module picks what to check (a name, a plugin, everything); results are
 :mod:`zoo.checks.report`'s. Use from pytest::
@@ -37,7 +46,17 @@ from zoo._util.names import unknown_message
 from zoo.checks.dataset import SPLITS, check_dataset
 from zoo.checks.loss import check_loss
 from zoo.checks.model import PROBE_PLUGIN, check_model, probe_datasets
-from zoo.checks.report import FAIL, PASS, SKIP, CheckResult, EntryReport, Report
+from zoo.checks.pretrained import check_pretrained, declared_pretrained
+from zoo.checks.report import (
+    FAIL,
+    PASS,
+    SKIP,
+    CheckResult,
+    EntryReport,
+    Note,
+    Report,
+    judged_alone,
+)
 from zoo.errors import IncompatibleError, UnknownNameError, UsageError
 from zoo.registry.entries import KINDS, PLURALS, Entry, normalize_name
 from zoo.registry.plugins import PluginRecord, get_registry, plugin_records
@@ -51,6 +70,7 @@ OPTIONS = {
 }
 
 
+@judged_alone
 def check_entry(entry: str | Entry, kind: str | None = None, **options: Any) -> EntryReport:
     """Check one entry of any kind (``kind`` settles a name shared by a model and a dataset).
 
@@ -62,6 +82,7 @@ def check_entry(entry: str | Entry, kind: str | None = None, **options: Any) -> 
     return CHECKERS[entry.kind](entry, **wanted)
 
 
+@judged_alone
 def check_plugin(plugin: str, **options: Any) -> Report:
     """Check a plugin (entry-point or distribution name): that it loaded, then every entry."""
     _check_datasets_option(options)
@@ -71,12 +92,14 @@ def check_plugin(plugin: str, **options: Any) -> Report:
     return Report([rep for record in records for rep in _check_record(record, options)])
 
 
+@judged_alone
 def check_all(**options: Any) -> Report:
     """Every plugin zoo discovered and every entry it registered."""
     _check_datasets_option(options)
     return Report([rep for record in plugin_records() for rep in _check_record(record, options)])
 
 
+@judged_alone
 def check(names: str | Iterable[str], **options: Any) -> Report:
     """Check everything each name denotes: entries of that name (any kind) and, when it names
     a plugin, that plugin and all its entries, each once. Every name (and every dataset in
@@ -96,15 +119,16 @@ def check(names: str | Iterable[str], **options: Any) -> Report:
                 else ("plugin", target.name, target.name)
             )
             plan[key] = (target, direct or plan.get(key, (None, False))[1])
-    reports = []
+    reports, pretrained = [], []
     for target, direct in plan.values():
         if not isinstance(target, Entry):
             reports.append(_plugin_report(target))
+            pretrained += _check_pretrained_of(target, options)
         elif direct:
             reports.append(check_entry(target, **options))
         else:
             reports.append(_check_leniently(target, options))
-    return Report(reports)
+    return Report(reports + pretrained)
 
 
 def run_checks(*names: str, **options: Any) -> Report:
@@ -199,7 +223,18 @@ def _unknown(name: str) -> str:
 
 
 def _check_record(record: PluginRecord, options: dict[str, Any]) -> list[EntryReport]:
-    return [_plugin_report(record)] + [_check_leniently(e, options) for e in _entries_of(record)]
+    reports = [_plugin_report(record)] + [_check_leniently(e, options) for e in _entries_of(record)]
+    return reports + _check_pretrained_of(record, options)
+
+
+def _check_pretrained_of(record: PluginRecord, options: dict[str, Any]) -> list[EntryReport]:
+    """The pretrained entries the plugin's models declare, each checked."""
+    models = [e for e in _entries_of(record) if e.kind == "model"]
+    return [
+        check_pretrained(model, name, entry, data_dir=options.get("data_dir"))
+        for model in models
+        for name, entry in declared_pretrained(model)
+    ]
 
 
 def _check_leniently(entry: Entry, options: dict[str, Any]) -> EntryReport:
@@ -231,6 +266,14 @@ def _plugin_report(record: PluginRecord) -> EntryReport:
     if record.warnings:
         found = "; ".join(record.warnings)
         report.add("names", record.dist, FAIL, f"expected no first-party name taken, found {found}")
+    if record.status == "ok" and record.heavy:
+        found = "; ".join(record.heavy)
+        report.add("light", record.dist, FAIL, f"expected a light plugin load, found {found}")
+    elif record.status == "ok":
+        report.add("light", record.dist, PASS)
+    if record.output:
+        printed = " ".join(record.output.split())[:200]
+        report.add("output", record.dist, PASS, Note(f"it printed while loading: {printed}"))
     return report
 
 

@@ -64,16 +64,19 @@ def read_json(path: str | Path, *, max_bytes: int, max_depth: int = MAX_DEPTH) -
 
 
 def _check_depth(value: Any, max_depth: int) -> None:
-    """Walk ``value`` without recursion; refuse nesting deeper than ``max_depth``."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
+    """Walk ``value`` level by level (no recursion); refuse nesting deeper than ``max_depth``."""
+    level = [value] if type(value) in _CONTAINERS else []
+    depth = 0
+    while level:
+        depth += 1
         if depth > max_depth:
             raise JSONLimitError(f"nested deeper than {max_depth} levels")
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+        below: list[Any] = []
+        for item in level:
+            below += [
+                v for v in (item.values() if type(item) is dict else item) if type(v) in _CONTAINERS
+            ]
+        level = below
+
+
+_CONTAINERS = (dict, list)  # what json.loads builds; exact types, checked fast

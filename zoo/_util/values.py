@@ -1,12 +1,14 @@
-"""The one check of a count a user gives (batch size, epochs, threads): a positive integer."""
+"""The checks of numbers a user gives: counts (batch size, epochs, threads) and seconds."""
 
 from __future__ import annotations
 
+import math
+import os
 from typing import Any
 
 from zoo.errors import UsageError
 
-__all__ = ["positive_int"]
+__all__ = ["env_seconds", "positive_int"]
 
 
 def positive_int(value: Any, what: str, *, text: bool = False) -> int:
@@ -24,3 +26,19 @@ def positive_int(value: Any, what: str, *, text: bool = False) -> int:
     if isinstance(number, bool) or not isinstance(number, int) or number < 1:
         raise UsageError(f"{what} must be a positive integer, got {value!r}")
     return number
+
+
+def env_seconds(name: str, default: float, *, zero: bool = False) -> float:
+    """``$name`` as a finite number of seconds > 0 (``>= 0`` with ``zero``, where 0 turns the
+    limit off); ``default`` when unset or empty; else ``UsageError`` naming the variable."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and (value > 0 or (zero and value == 0))):
+        kind = "0 or more" if zero else "more than 0"
+        raise UsageError(f"${name} must be a number of seconds ({kind}), got {raw!r}")
+    return value

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from zoo import api
+from zoo._util.jsonio import loads
 from zoo.bench.environment import MemoryProbe, process_peak_rss, synchronizer
 from zoo.bench.rows import ROW_MARKER, Combo, Settings, empty_row
 from zoo.bench.timing import Measurement, measure, noise_reason, spread
@@ -50,6 +51,7 @@ from zoo.weights.files import export, tensor_identity
 
 __all__ = [
     "MEMORY_STEPS",
+    "SPEC_MAX_BYTES",
     "decay_on_oom",
     "fit_curve",
     "fit_speed",
@@ -59,6 +61,8 @@ __all__ = [
     "time_infer",
     "time_train",
 ]
+
+SPEC_MAX_BYTES = 2**16  # the combination and settings an ``--isolate`` parent passes
 
 MEMORY_STEPS = 2  # steps inside the memory probe: the first allocates Adam's state, the second
 # runs with it (the steady state of training)
@@ -452,7 +456,7 @@ def decay_on_oom(
 def main(argv: list[str] | None = None) -> int:
     """Child-process entry for ``--isolate``: SPEC_JSON -> one row on stdout."""
     args = sys.argv[1:] if argv is None else argv
-    spec = json.loads(args[0])
+    spec = loads(args[0], max_bytes=SPEC_MAX_BYTES)
     row = run_combo(Combo(**spec["combo"]), Settings(**spec["settings"]))
     row["process_peak_rss_bytes"] = process_peak_rss()  # the whole fresh process's peak
     sys.stdout.write(ROW_MARKER + json.dumps(row, default=str) + "\n")

@@ -2,15 +2,19 @@
 
 The grid is models x datasets x losses x devices x batch sizes x precisions x modes.
 Everything is validated before any work starts (unknown names, patterns that match nothing,
-bad devices, precisions, batch sizes and modes are one-line usage errors); incompatible
-(model, dataset, loss) combinations and devices this machine lacks are listed once in
-``skipped`` with the reason. Each remaining combination becomes one row (see
-:mod:`zoo.bench.combo`); a combination that fails is a row with its ``error``.
+bad devices, precisions, batch sizes, modes and settings are one-line usage errors);
+incompatible (model, dataset, loss) combinations, devices this machine lacks and precisions a
+device cannot run are listed once in ``skipped`` with the reason (so one ``--device cpu,cuda``
+command serves every machine), and a request that leaves nothing to run is an error. Each
+remaining combination becomes one row (see :mod:`zoo.bench.combo`); a combination that fails
+is a row with its ``error``. Interrupted (Ctrl-C), :func:`bench` raises
+:class:`BenchInterrupted` holding the rows that finished.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -19,6 +23,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from zoo import api
+from zoo._util.jsonio import JSONLimitError, loads
 from zoo._util.values import positive_int
 from zoo.bench.environment import environment
 from zoo.bench.report import BenchResult
@@ -28,8 +33,21 @@ from zoo.registry.entries import normalize_name
 from zoo.registry.plugins import get_registry
 from zoo.runtime.device import best_device, parse_device, parse_precision, unavailable_reason
 from zoo.tasks import contracts as tasks
+from zoo.train.config import SEEDS
 
-__all__ = ["BenchResult", "Grid", "Plan", "bench", "make_plan", "run_isolated"]
+__all__ = [
+    "ROW_MAX_BYTES",
+    "BenchInterrupted",
+    "BenchResult",
+    "Grid",
+    "Plan",
+    "bench",
+    "make_plan",
+    "run_isolated",
+]
+
+#: Largest row an ``--isolate`` child may print (a fit row's curve grows with its epochs).
+ROW_MAX_BYTES = 16 * 2**20
 
 _LISTERS = {"model": api.list_models, "dataset": api.list_datasets, "loss": api.list_losses}
 _PATTERN_CHARS = "*?["
@@ -46,6 +64,15 @@ class Grid:
     batch_sizes: int | str | Sequence[int | str]
     precisions: str | Sequence[str]
     modes: str | Sequence[str]
+
+
+class BenchInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or whatever raised ``KeyboardInterrupt``) during a run: ``result`` holds the rows
+    that finished, with ``result.interrupted`` set; the row being measured is dropped."""
+
+    def __init__(self, result: BenchResult):
+        super().__init__(f"interrupted after {len(result.rows)} of {result.planned} combinations")
+        self.result = result
 
 
 @dataclass
@@ -88,13 +115,17 @@ def bench(
     :func:`zoo.runtime.threads.resolve_threads`: given, else ``$OMP_NUM_THREADS``, else
     physical cores / processes on the node); torch's own count is restored afterwards.
     ``progress`` prints one line per combination to stderr (or calls the given function).
+
+    Raises:
+        UsageError: for a bad request, before any work.
+        BenchInterrupted: on ``KeyboardInterrupt``, with the rows that finished.
     """
     settings = Settings(
         epochs=positive_int(epochs, "epochs"),
-        lr=float(lr),
-        seed=int(seed),
+        lr=_positive_float(lr, "learning rate"),
+        seed=_seed(seed),
         min_run_time=_positive_float(min_run_time, "min_run_time"),
-        warmup=None if warmup is None else max(0.0, float(warmup)),
+        warmup=None if warmup is None else _positive_float(warmup, "warmup", zero=True),
         export_dir=None if export_dir is None else str(export_dir),
         threads=None if threads is None else positive_int(threads, "threads"),
     )
@@ -105,21 +136,30 @@ def bench(
     # row, isolated ones too, runs with and records this count
     settings = replace(settings, threads=resolve_threads(settings.threads))
     report = _reporter(progress)
-    with use_threads(settings.threads):  # torch's own count is restored after the run
-        env = environment()
-        rows = _run_plan(plan, settings, isolate, report)
     config = {**plan.config, "isolate": bool(isolate), **asdict(settings)}
-    return BenchResult(rows=rows, skipped=plan.skipped, environment=env, config=config)
+    rows: list[dict[str, Any]] = []
+    with use_threads(settings.threads):  # torch's own count is restored after the run
+        result = BenchResult(rows, plan.skipped, environment(), config, planned=len(plan.combos))
+        try:
+            _run_plan(plan, settings, isolate, report, rows)
+        except KeyboardInterrupt:
+            result.interrupted = True
+            raise BenchInterrupted(result) from None
+    return result
 
 
 def _run_plan(
-    plan: Plan, settings: Settings, isolate: bool, report: Callable[[str], Any]
-) -> list[dict[str, Any]]:
+    plan: Plan,
+    settings: Settings,
+    isolate: bool,
+    report: Callable[[str], Any],
+    rows: list[dict[str, Any]],
+) -> None:
+    """Run each combination, appending its row to ``rows`` as soon as it is finished."""
     from zoo.bench.combo import run_combo  # torch: imported once there is work to do
 
     for skip in plan.skipped:
         report(f"skipped {_skip_label(skip)}: {skip['reason']}")
-    rows: list[dict[str, Any]] = []
     cache: dict = {}
     total = len(plan.combos)
     for i, combo in enumerate(plan.combos, 1):
@@ -127,7 +167,6 @@ def _run_plan(
         row = run_isolated(combo, settings) if isolate else run_combo(combo, settings, cache)
         rows.append(row)
         report(f"[{i}/{total}] {combo.label()}: {_row_summary(row)}")
-    return rows
 
 
 class _Skips:
@@ -149,9 +188,7 @@ def make_plan(grid: Grid) -> Plan:
     triples = _compatible(config["models"], config["datasets"], config["losses"], skips)
     runnable = bool(triples) if "infer" in config["modes"] else any(ls for _, _, ls in triples)
     if not runnable:
-        first = skips.items[0]["reason"] if skips.items else "nothing matched"
-        more = f" (and {len(skips.items) - 1} more)" if len(skips.items) > 1 else ""
-        raise IncompatibleError(f"no compatible combination to run: {first}{more}")
+        raise IncompatibleError(f"no compatible combination to run: {_skip_summary(skips)}")
     runs_on = _usable(config["devices"], config["precisions"], skips)
     combos = [
         Combo(model, dataset, loss, device, size, precision, mode)
@@ -162,7 +199,17 @@ def make_plan(grid: Grid) -> Plan:
         for mode in config["modes"]
         for loss in ([None] if mode == "infer" else pair_losses)
     ]
+    if not combos:
+        raise IncompatibleError(f"no combination to run: {_skip_summary(skips)}")
     return Plan(combos=combos, skipped=skips.items, config=config)
+
+
+def _skip_summary(skips: _Skips) -> str:
+    """The first skip reason, and how many more there are."""
+    if not skips.items:
+        return "nothing matched"
+    more = f" (and {len(skips.items) - 1} more)" if len(skips.items) > 1 else ""
+    return f"{skips.items[0]['reason']}{more}"
 
 
 def _validate(grid: Grid) -> dict[str, list[Any]]:
@@ -186,6 +233,14 @@ def _validate(grid: Grid) -> dict[str, list[Any]]:
         raise UsageError(f"give at least one mode: {', '.join(MODES)}")
     config["devices"] = _unique(best_device() if d == "auto" else d for d in config["devices"])
     return config
+
+
+def _available_devices() -> list[str]:
+    """The devices this machine has, in :func:`zoo.runtime.device.parse_device` spelling."""
+    import torch
+
+    cuda = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    return ["cpu", *cuda, *(["mps"] if best_device() == "mps" else [])]
 
 
 def _compatible(
@@ -215,14 +270,16 @@ def _compatible(
 
 
 def _usable(devices: list[str], precisions: list[str], skips: _Skips) -> dict[str, list[str]]:
-    """Device -> the precisions it runs, for the devices this machine has."""
+    """Device -> the precisions it runs, for the devices this machine has (others are skipped)."""
     from zoo.runtime.precision import Precision  # torch: the planner checks the machine
 
     runs_on: dict[str, list[str]] = {}
     for device in devices:
         reason = unavailable_reason(device)
         if reason:
-            skips.add(reason, device=device)
+            skips.add(
+                f"{reason} (this machine has: {', '.join(_available_devices())})", device=device
+            )
             continue
         runs_on[device] = []
         for precision in precisions:
@@ -244,10 +301,14 @@ def run_isolated(combo: Combo, settings: Settings) -> dict[str, Any]:
         text=True,
         check=False,
     )
+    row = empty_row(combo)
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(ROW_MARKER):
-            return json.loads(line[len(ROW_MARKER) :])
-    row = empty_row(combo)
+            try:
+                return loads(line[len(ROW_MARKER) :], max_bytes=ROW_MAX_BYTES)
+            except JSONLimitError as exc:
+                row["error"] = f"isolated run printed an unreadable row: {exc}"
+                return row
     tail = [line for line in proc.stderr.splitlines() if line.strip()]
     last = tail[-1].strip() if tail else "no output"
     row["error"] = f"isolated run exited with code {proc.returncode}: {last}"
@@ -304,14 +365,26 @@ def _mode(value: str) -> str:
     return mode
 
 
-def _positive_float(value: Any, what: str) -> float:
+def _positive_float(value: Any, what: str, *, zero: bool = False) -> float:
+    """``value`` as a finite float > 0 (``>= 0`` with ``zero``), else a one-line UsageError."""
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         number = -1.0
-    if not number > 0:
-        raise UsageError(f"{what} must be a positive number, got {value!r}")
+    if number < 0 or (number == 0 and not zero):
+        kind = "a number >= 0" if zero else "a positive number"
+        raise UsageError(f"{what} must be {kind}, got {value!r}")
+    if not math.isfinite(number):
+        raise UsageError(f"{what} must be a finite number, got {value!r}")
     return number
+
+
+def _seed(value: Any) -> int:
+    """A seed torch takes (:data:`zoo.train.config.SEEDS`), else a one-line UsageError."""
+    low, high = SEEDS
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise UsageError(f"seed must be an integer from {low} to {high}, got {value!r}")
+    return value
 
 
 # -- progress --------------------------------------------------------------------------------

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import csv
 import io
-import json
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zoo._util.atomic import atomic_path, write_json, write_text
+from zoo._util.atomic import atomic_path, os_reason, write_json, write_text
+from zoo._util.jsonio import JSONLimitError, read_json
 from zoo._util.table import format_table
 from zoo.bench.rows import IDENTITY_FIELDS, KEY_FIELDS, READ_SCHEMAS, ROW_FIELDS, SCHEMA
 from zoo.errors import UsageError
@@ -23,6 +24,7 @@ __all__ = [
     "IDENTITY_FIELDS",
     "KEY_FIELDS",
     "MEMORY_LEGEND",
+    "RESULT_MAX_BYTES",
     "BenchResult",
     "Column",
     "Comparison",
@@ -39,15 +41,24 @@ __all__ = [
 
 BEST = "*"
 
+#: Largest ``zoo bench --json`` file :func:`load_result` reads (thousands of rows fit in a few MiB).
+RESULT_MAX_BYTES = 64 * 2**20
+
 
 @dataclass
 class BenchResult:
-    """Rows, skipped combinations, the run's environment and the request that made them."""
+    """Rows, skipped combinations, the run's environment and the request that made them.
+
+    ``planned`` counts the combinations the run set out to measure; ``interrupted`` says the
+    run stopped early (Ctrl-C), so ``rows`` holds only those that finished.
+    """
 
     rows: list[dict[str, Any]]
     skipped: list[dict[str, Any]]
     environment: dict[str, Any]
     config: dict[str, Any] = field(default_factory=dict)
+    planned: int | None = None
+    interrupted: bool = False
 
     @property
     def errors(self) -> list[dict[str, Any]]:
@@ -55,14 +66,18 @@ class BenchResult:
         return [r for r in self.rows if r.get("error")]
 
     def to_dict(self) -> dict[str, Any]:
-        """The ``--json`` document: schema, environment, config, rows, skipped."""
-        return {
+        """The ``--json`` document: schema, environment, config, rows, skipped; an interrupted
+        run adds ``interrupted``: ``{"rows": finished, "planned": combinations}``."""
+        data = {
             "schema": SCHEMA,
             "environment": self.environment,
             "config": self.config,
             "rows": self.rows,
             "skipped": self.skipped,
         }
+        if self.interrupted:
+            data["interrupted"] = {"rows": len(self.rows), "planned": self.planned}
+        return data
 
     def table(self) -> str:
         """An aligned text table, best value per column (within a mode and dataset) marked."""
@@ -246,6 +261,11 @@ def format_result(result: BenchResult) -> str:
         parts.extend(text for kind, text in MEMORY_LEGEND.items() if kind in kinds)
     else:
         parts.append("no combination ran")
+    if result.interrupted:
+        above = " (the rows above)" if result.rows else ""
+        parts.append(
+            f"interrupted: {len(result.rows)} of {result.planned} combinations finished{above}"
+        )
     for row in result.errors:
         parts.append(f"error  {_label(row)}: {row['error']}")
     for row in result.rows:
@@ -344,14 +364,16 @@ def _plot_fit_curves(ax: Any, rows: Sequence[dict[str, Any]]) -> None:
 
 
 def load_result(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a ``zoo bench --json`` file of any schema this zoo reads (one-line UsageError
-    otherwise)."""
+    """Read a ``zoo bench --json`` file of any schema this zoo reads, at most
+    :data:`RESULT_MAX_BYTES` (one-line UsageError otherwise)."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = read_json(path, max_bytes=RESULT_MAX_BYTES)
     except FileNotFoundError:
         raise UsageError(f"no such file: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"{path}: not a JSON file ({exc})") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {os_reason(exc, path)}") from None
+    except JSONLimitError as exc:
+        raise UsageError(f"{path}: not a zoo bench result: {exc}") from None
     if not isinstance(data, dict) or "rows" not in data or not isinstance(data["rows"], list):
         raise UsageError(f"{path}: not a zoo bench result (no rows)")
     if data.get("schema") not in READ_SCHEMAS:
@@ -359,7 +381,42 @@ def load_result(path: str | os.PathLike) -> dict[str, Any]:
         raise UsageError(
             f"{path}: zoo bench schema {data.get('schema')!r}, this zoo reads schema {readable}"
         )
+    for i, row in enumerate(data["rows"], 1):
+        problem = _row_problem(row)
+        if problem:
+            raise UsageError(f"{path}: not a zoo bench result: row {i}: {problem}")
     return data
+
+
+# What :func:`compare` reads from a row: each field null/absent or of these JSON types.
+_SCALAR = (str, int, float)
+_NUMBER = (int, float)
+_ROW_TYPES: dict[str, tuple[type, ...]] = {
+    **dict.fromkeys(KEY_FIELDS, _SCALAR),
+    **dict.fromkeys(IDENTITY_FIELDS, _SCALAR),
+    "effective_batch_size": _SCALAR,
+    "metric": _NUMBER,
+    "error": (str,),
+}
+_TIMES = ("latency_ms_median", "fit_seconds")  # compared: finite numbers >= 0
+
+
+def _row_problem(row: Any) -> str | None:
+    """What makes ``row`` unreadable to :func:`compare` (``None`` when nothing does)."""
+    if not isinstance(row, dict):
+        return f"an object expected, got {type(row).__name__}"
+    for name, types in _ROW_TYPES.items():
+        value = row.get(name)
+        if value is not None and not isinstance(value, types):
+            what = "a number" if types == _NUMBER else "text" if types == (str,) else "a scalar"
+            return f"{name} must be {what} or null, got {value!r:.40}"
+    for name in _TIMES:
+        value = row.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, _NUMBER) or not 0 <= value < math.inf:
+            return f"{name} must be a finite number >= 0, got {value!r:.40}"
+    return None
 
 
 @dataclass

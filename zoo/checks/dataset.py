@@ -3,7 +3,9 @@
 ``load``           the split loads as ``(X, y)`` tensors of equal, non-zero length or as a
                    non-empty ``Dataset`` of ``(x, y)`` pairs (missing files: *skipped*)
 ``shape``          ``X`` is ``(N, *input_shape)`` and ``y`` is ``(N,)`` (``(N, num_targets)``)
-``dtype``          ``X`` float32; ``y`` int64 for multiclass, float32 otherwise
+``dtype``          ``X`` float32; labels of a type the task takes (:data:`LABEL_TYPES`):
+                   binary 0/1 ints, bools or floats, multiclass integers, regression ints or
+                   floats; one zoo converts (int labels to float32 for binary) passes with a note
 ``labels``         finite inputs and targets; class labels are integers in ``[0, num_classes)``
 ``deterministic``  a second load gives identical data
 """
@@ -14,19 +16,45 @@ import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from zoo.checks.report import FAIL, SKIP, EntryReport, Failed, begin, raised, shape_of
+from zoo.checks.report import (
+    FAIL,
+    SKIP,
+    EntryReport,
+    Failed,
+    Note,
+    begin,
+    judged_alone,
+    raised,
+    shape_of,
+)
 from zoo.registry.entries import Entry
 from zoo.tasks import contracts as tasks
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["MAX_LABELS", "SPLITS", "check_dataset"]
+__all__ = ["LABEL_DTYPE", "LABEL_TYPES", "MAX_LABELS", "SPLITS", "check_dataset"]
 
 SPLITS = ("train", "test")
 MAX_LABELS = 5_000  # a Dataset longer than this has every k-th label read, not all of them
 
+#: What each task computes with, and the label types zoo converts to it (docs/plugins.md):
+#: binary 0/1 as ints, bools or floats; multiclass integer class indices (floats are refused:
+#: 1.5 has no class); regression ints or floats.
+LABEL_DTYPE = {"binary": "float32", "multiclass": "int64", "regression": "float32"}
+LABEL_TYPES = {
+    "binary": ("int", "bool", "float"),
+    "multiclass": ("int",),
+    "regression": ("int", "float"),
+}
+LABELS = {
+    "binary": "0/1 labels (ints, bools or floats)",
+    "multiclass": "integer class labels",
+    "regression": "int or float targets",
+}
 
+
+@judged_alone
 def check_dataset(
     dataset: str | Entry,
     *,
@@ -124,24 +152,52 @@ def _shapes(entry: Entry, data: Any) -> None:
         )
 
 
-def _dtypes(entry: Entry, data: Any) -> None:
+def _dtypes(entry: Entry, data: Any) -> Note | None:
+    """Inputs float32; labels of a type the task takes (:data:`LABEL_TYPES`). A label type zoo
+    converts without changing its meaning passes with a note saying so."""
     import torch
 
-    multiclass = entry.tasks[0] == "multiclass"
+    task = entry.tasks[0]
     if _is_pair(data):
         X, y = data
-        want_y = torch.int64 if multiclass else torch.float32
-        if X.dtype != torch.float32 or y.dtype != want_y:
-            raise Failed(
-                f"expected X float32 and y {_dtype(want_y)}, found X {_dtype(X)} and y {_dtype(y)}"
-            )
-        return
+        found = f"found X {_dtype(X)} and y {_dtype(y)}"
+        if X.dtype != torch.float32 or _label_type(y) not in LABEL_TYPES[task]:
+            raise Failed(f"expected X float32 and y {LABEL_DTYPE[task]}, {found}")
+        return _conversion(task, y)
     x, y = _item(data, 0)
     if not isinstance(x, torch.Tensor) or x.dtype != torch.float32:
         raise Failed(f"expected item inputs as float32 tensors, found {_dtype(x)}")
-    is_int = isinstance(y, int) or (isinstance(y, torch.Tensor) and not y.is_floating_point())
-    if multiclass and not is_int:
-        raise Failed(f"expected integer class labels, found {_dtype(y)}")
+    if _label_type(y) not in LABEL_TYPES[task]:
+        raise Failed(f"expected {LABELS[task]}, found {_dtype(y)} labels")
+    return _conversion(task, y)
+
+
+def _label_type(y: Any) -> str:
+    """``int``, ``float`` or ``bool`` for a numeric label (a tensor, a Python or NumPy number);
+    else the value's type name."""
+    dtype = getattr(y, "dtype", None)
+    if isinstance(y, bool) or str(dtype) in ("torch.bool", "bool"):
+        return "bool"
+    if isinstance(y, int) or getattr(dtype, "kind", "") in ("i", "u"):
+        return "int"
+    if isinstance(y, float) or getattr(dtype, "kind", "") == "f":
+        return "float"
+    if dtype is not None and str(dtype).startswith("torch."):
+        if dtype.is_complex:
+            return "complex"
+        return "float" if dtype.is_floating_point else "int"
+    return type(y).__name__
+
+
+def _conversion(task: str, y: Any) -> Note | None:
+    """What zoo converts the labels to for ``task``, as a note; ``None`` when they are already
+    what the task computes with."""
+    want = LABEL_DTYPE[task]
+    if _dtype(y) == want:
+        return None
+    if task == "multiclass" and isinstance(y, int):  # collated as int64
+        return None
+    return Note(f"{_dtype(y)} labels: zoo converts them to {want} for {task}")
 
 
 def _labels_of(data: Any) -> torch.Tensor:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from zoo.checks.model import probe_entry, synthetic_batch
-from zoo.checks.report import EntryReport, Failed, begin, raised, shape_of
+from zoo.checks.report import EntryReport, Failed, begin, judged_alone, raised, shape_of
 from zoo.registry.entries import Entry
 from zoo.tasks import contracts as tasks
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = ["check_loss"]
 
 
+@judged_alone
 def check_loss(loss: str | Entry, *, batch_size: int = 4, seed: int = 0) -> EntryReport:
     """For each task the loss serves: called on that task's model output (after what its
     ``expects`` asks for) and target, it returns a finite scalar that has gradients."""

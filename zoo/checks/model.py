@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.checks.report import SKIP, EntryReport, Failed, begin, raised, shape_of
+from zoo.checks.report import SKIP, EntryReport, Failed, begin, judged_alone, raised, shape_of
 from zoo.models import build_model, model_kwargs
 from zoo.registry.entries import Entry, make_entry
 from zoo.registry.plugins import get_registry
@@ -34,6 +34,7 @@ PROBE_PLUGIN = "zoo.testing"  # the plugin name of synthetic probe datasets
 AFTER_FORWARD = ("eval-deterministic", "train-step", "export-roundtrip")
 
 
+@judged_alone
 def check_model(
     model: str | Entry,
     *,

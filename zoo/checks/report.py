@@ -8,12 +8,14 @@ other exception is the entry's own code failing, and is recorded as a failure to
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from zoo import api
 from zoo.errors import UsageError
+from zoo.registry import plugins
 from zoo.registry.entries import Entry
 
 __all__ = [
@@ -21,6 +23,8 @@ __all__ = [
     "CheckResult",
     "EntryReport",
     "Failed",
+    "judged_alone",
+    "Note",
     "raised",
     "Report",
     "shape_of",
@@ -29,6 +33,20 @@ __all__ = [
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def judged_alone(fn: _F) -> _F:
+    """Decorate a check so that ``ZOO_STRICT_PLUGINS=1`` does not fail it because of a plugin
+    it was not asked about (:func:`zoo.registry.plugins.judged_alone`)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with plugins.judged_alone():
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
 
 class Failed(Exception):
     """Raised by a check that found something other than what the contract expects."""
@@ -36,6 +54,10 @@ class Failed(Exception):
 
 class Skipped(Exception):
     """Raised by a check that cannot run here (e.g. a dataset's files are not on disk)."""
+
+
+class Note(str):
+    """Returned by a check that passed with something to say (what zoo will convert)."""
 
 
 def raised(exc: BaseException) -> str:
@@ -105,6 +127,11 @@ class EntryReport:
     def failures(self) -> list[CheckResult]:
         return [r for r in self.results if r.status == FAIL]
 
+    @property
+    def notes(self) -> list[CheckResult]:
+        """Passed checks that said something (what zoo converts)."""
+        return [r for r in self.results if r.status == PASS and isinstance(r.detail, Note)]
+
     def count(self, status: str) -> int:
         return sum(r.status == status for r in self.results)
 
@@ -129,7 +156,7 @@ class EntryReport:
         except Exception as exc:  # the entry's own code raised: that is the finding
             self.add(check, where, FAIL, f"expected no exception, found it {raised(exc)}")
         else:
-            self.add(check, where, PASS)
+            self.add(check, where, PASS, value if isinstance(value, Note) else "")
             return True, value
         return False, None
 

@@ -3,10 +3,13 @@
 Each subcommand lives in its own module and is imported only when invoked, so ``zoo list``
 never pays for the trainer, the benchmark harness or torch. A :class:`~zoo.errors.ZooError`
 becomes one ``error: ...`` line on stderr (``ZOO_DEBUG=1`` shows the traceback) and its exit
-code: 2 for bad usage, 1 for a failed piece of work. Diagnostics logged anywhere in zoo (the
-``zoo`` logger) reach stderr as one ``zoo: warning: ...`` line each, through the handler the
-group installs (:func:`zoo._util.log.install_stderr_handler`), never as a Python warning that
-shows zoo's own source line.
+code: 2 for bad usage, 1 for a failed piece of work. An ``OSError`` or a JSON file beyond
+:mod:`zoo._util.jsonio`'s limits that no command turned into a ``ZooError`` reads the same
+way (exit 1); Ctrl-C outside a command that reports it is ``error: interrupted``, exit 130.
+Diagnostics logged anywhere in zoo (the ``zoo`` logger) reach stderr as one
+``zoo: warning: ...`` line each, through the handler the group installs
+(:func:`zoo._util.log.install_stderr_handler`), never as a Python warning that shows zoo's own
+source line.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from typing import Any
 import click
 
 from zoo import __version__
+from zoo._util.jsonio import JSONLimitError
 from zoo._util.log import install_stderr_handler
 from zoo.errors import ZooError, one_line
+from zoo.registry.plugins import use_load_deadline
 
 __all__ = ["COMMANDS", "ZooGroup", "cli", "main"]
 
@@ -61,7 +66,7 @@ class ZooGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (ZooError, OSError) as exc:
+        except (ZooError, OSError, JSONLimitError) as exc:  # bad input or a failed write/read
             if os.environ.get("ZOO_DEBUG", "") not in ("", "0"):
                 raise
             click.echo(f"error: {one_line(exc)}", err=True)
@@ -70,9 +75,12 @@ class ZooGroup(click.Group):
 
 @click.group(cls=ZooGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="zoo")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """zoo: register, train, benchmark, export and fetch PyTorch models."""
     install_stderr_handler()  # one line per diagnostic, whatever the process did to logging
+    # for this command, a plugin that hangs at import fails after ZOO_PLUGIN_TIMEOUT
+    ctx.with_resource(use_load_deadline())
 
 
 def main() -> None:

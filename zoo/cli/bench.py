@@ -1,13 +1,24 @@
-"""``zoo bench`` (run the benchmark grid) and ``zoo bench compare OLD.json NEW.json``."""
+"""``zoo bench`` (run the benchmark grid) and ``zoo bench compare OLD.json NEW.json``.
+
+Every file ``zoo bench`` will write is checked before any work (exit 2). Interrupted by Ctrl-C
+or SIGTERM, it still prints the table of the rows that finished and writes them to the files
+asked for (the JSON says ``interrupted``), then exits 130 (Ctrl-C) or 143 (SIGTERM).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from zoo.errors import UsageError
+
+if TYPE_CHECKING:
+    from zoo.bench.report import BenchResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -81,7 +92,9 @@ def bench_cmd(ctx: click.Context, **opts: Any) -> None:
     on CPU from torch.profiler's memory accounting, on CUDA torch.cuda.max_memory_allocated
     after a reset, so it does not depend on the rows before it. --isolate adds proc rss, the
     whole process's peak resident set. A row is noisy when IQR/median, or the spread of its
-    separated timing rounds, exceeds 10%.
+    separated timing rounds, exceeds 10%. Every output is checked writable before any work;
+    Ctrl-C or SIGTERM prints and writes the rows that finished (the JSON says "interrupted")
+    and exits 130 or 143.
     """
     if ctx.invoked_subcommand is not None:
         given = [k for k in ("models", "datasets", "losses", "devices") if opts[k]]
@@ -94,18 +107,85 @@ def bench_cmd(ctx: click.Context, **opts: Any) -> None:
         raise UsageError("give --dataset (names or patterns, comma-separated)")
     if opts["plot_path"] and not opts["plot_path"].lower().endswith(".png"):
         raise UsageError(f"--plot writes a PNG image; name it FILE.png, not {opts['plot_path']}")
+    _check_outputs(opts)
     _run(opts)
 
 
+def _check_outputs(opts: dict[str, Any]) -> None:
+    """Fail before any work (exit 2) if a file the run would write cannot be written."""
+    from zoo._util.atomic import check_writable
+
+    files = {"--json": opts["json_path"], "--csv": opts["csv_path"], "--plot": opts["plot_path"]}
+    targets = [(flag, path, Path(path)) for flag, path in files.items() if path not in (None, "-")]
+    if opts["export_dir"]:  # a probe: the files in DIR are named after each combination
+        export_dir = opts["export_dir"]
+        targets.append(("--export", export_dir, Path(export_dir) / ".zoo-export-check"))
+    seen: dict[Path, str] = {}
+    for flag, given, target in targets:
+        same = seen.setdefault(target.resolve(), flag)
+        if same != flag:
+            raise UsageError(f"{same} and {flag} name the same file {given}: give each its own")
+        try:
+            check_writable(target)
+        except OSError as exc:
+            raise UsageError(f"cannot write {flag} {given}: {exc.strerror or exc}") from None
+
+
 def _run(opts: dict[str, Any]) -> None:
-    """Run the grid, print the table (or JSON to stdout), write the files; exit 1 on errors."""
-    from zoo.bench.plan import bench
+    """Run the grid, print the table (or JSON to stdout), write the files; exit 1 on errors,
+    130 / 143 when interrupted by Ctrl-C / SIGTERM (after reporting the rows that finished)."""
+    from zoo.bench.plan import BenchInterrupted
 
     progress = None if opts["quiet"] else (lambda line: click.echo(line, err=True))
     modes = opts["modes"] or ("infer,train",)
     if opts["export_dir"] and not any("fit" in m for m in modes):
         click.echo("warning: --export only applies to --mode fit", err=True)
-    result = bench(
+    signals: list[int] = []
+    with _sigterm_interrupts(signals):
+        try:
+            result = _bench(opts, modes, progress)
+        except BenchInterrupted as exc:
+            result = exc.result
+        _report(result, opts, progress)
+    ctx = click.get_current_context()
+    if result.interrupted:
+        signum = signals[0] if signals else signal.SIGINT
+        click.echo(
+            f"interrupted ({signal.Signals(signum).name}): {len(result.rows)} of "
+            f"{result.planned} combinations finished",
+            err=True,
+        )
+        ctx.exit(128 + signum)
+    if result.errors:
+        click.echo(f"error: {len(result.errors)} of {len(result.rows)} rows failed", err=True)
+        ctx.exit(1)
+
+
+@contextmanager
+def _sigterm_interrupts(caught: list[int]) -> Iterator[None]:
+    """Within the block SIGTERM raises ``KeyboardInterrupt`` (and is recorded in ``caught``),
+    so a terminated run reports its rows and removes its temp files as Ctrl-C does."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        caught.append(signum)
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _bench(opts: dict[str, Any], modes: Any, progress: Callable[[str], Any] | None) -> BenchResult:
+    """:func:`zoo.bench.plan.bench` with the command's options."""
+    from zoo.bench.plan import bench
+
+    return bench(
         opts["models"],
         opts["datasets"],
         opts["losses"] or "auto",
@@ -123,6 +203,12 @@ def _run(opts: dict[str, Any]) -> None:
         threads=opts["threads"],
         progress=progress or False,
     )
+
+
+def _report(
+    result: BenchResult, opts: dict[str, Any], progress: Callable[[str], Any] | None
+) -> None:
+    """The table (or the JSON, with ``--json -``) on stdout, then the files asked for."""
     written = []
     if opts["json_path"] == "-":
         from zoo.cli.output import echo_json
@@ -138,9 +224,6 @@ def _run(opts: dict[str, Any]) -> None:
         written.append(str(result.plot(opts["plot_path"])))
     if written and progress:
         progress(f"wrote {', '.join(written)}")
-    if result.errors:
-        click.echo(f"error: {len(result.errors)} of {len(result.rows)} rows failed", err=True)
-        click.get_current_context().exit(1)
 
 
 def _threshold(text: str) -> float:

@@ -50,8 +50,10 @@ def check_cmd(
 ) -> None:
     """Check that entries honour zoo's contracts: NAME is a model, loss, dataset or plugin.
 
-    A plugin name checks the plugin and every entry it registered. Exits 1 when any check
-    fails; a dataset whose files are missing is reported as skipped.
+    A plugin name checks the plugin (it loads, light) and every entry it registered, its
+    models' pretrained entries included. Exits 1 when any check fails; a dataset whose files
+    are missing, or a pretrained file not cached while offline, is reported as skipped.
+    Under ZOO_STRICT_PLUGINS=1 only the named plugins and entries are judged.
     """
     from zoo import testing
 
@@ -101,6 +103,11 @@ def _echo_summary(report: Report) -> None:
         ],
         ["kind", "name", "plugin", "passed", "failed", "skipped", "result"],
     )
+    notes = [r for e in report for r in e.notes]
+    if notes:  # passed, with something to say (labels zoo converts, output a plugin printed)
+        click.echo("\nnotes:")
+        for r in notes:
+            click.echo(f"  {r.message}")
     failures = report.failures
     if failures:
         click.echo("\nfailures:")

@@ -60,8 +60,12 @@ def export_cmd(
         from zoo.weights.onnx_export import parse_shape
 
         shape = parse_shape(input_shape)
+    if fmt == "onnx":
+        from zoo.weights.onnx_export import check_opset
+
+        check_opset(opset)
     meta = weights.read_metadata(src)
-    stem = "-".join(str(p) for p in (meta.get("model"), meta.get("dataset")) if p) or src.stem
+    stem = _default_stem(src, meta)
     out = Path(output) if output else Path(f"{stem}{SUFFIXES[fmt]}")
     if out.exists() and out.resolve() == src.resolve():
         raise UsageError(f"refusing to overwrite the source {src}; pass -o PATH")
@@ -80,6 +84,16 @@ def export_cmd(
     click.echo(str(out))
 
 
+def _default_stem(src: Path, meta: dict) -> str:
+    """``MODEL-DATASET`` from the names the file pins (checked names, never a path the file
+    chooses: ``model: "../../x"`` is description, not a place to write), else the source's."""
+    from zoo.weights.files import read_pins
+
+    pins = read_pins(meta, src)
+    names = [pins[kind].name for kind in ("model", "dataset") if kind in pins]
+    return "-".join(names) or src.stem
+
+
 @click.command("fetch")
 @click.argument("names", nargs=-1, required=True, metavar="NAME...")
 @click.option("--registry", multiple=True, help="Extra registry (dir, file:// or http(s):// URL).")
@@ -87,6 +101,7 @@ def export_cmd(
 def fetch_cmd(names: tuple[str, ...], registry: tuple[str, ...], offline: bool | None) -> None:
     """Download and verify pretrained entries (model.tag) into the cache; print their paths.
 
+    Every name is looked up first (each registry is read once), then the files are fetched.
     An entry whose model is not installed is fetched all the same, with a warning saying what
     to install to use it.
     """
@@ -96,8 +111,7 @@ def fetch_cmd(names: tuple[str, ...], registry: tuple[str, ...], offline: bool |
     from zoo.registry.plugins import missing_reason
 
     registries = split_csv(registry)
-    for name in names:
-        entry = hub.get_pretrained(name, registry=registries or None, offline=offline or None)
+    for entry in hub.resolve(names, registry=registries or None, offline=offline or None):
         hit = cache.is_cached(entry)
         path = cache.fetch_entry(entry, offline=offline or None)
         click.echo(f"{'cached' if hit else 'fetched'} {entry.name} ({path})", err=True)

@@ -127,20 +127,22 @@ def plugins_cmd(show_all: bool, as_json: bool) -> None:
             logger.warning("plugin %s (%s): %s", record.name, record.dist, warning)
     if as_json:
         echo_json([r.to_dict() for r in records])
-        return
-    echo_table(
-        [
-            (
-                r.name,
-                r.dist,
-                r.version,
-                r.status,
-                ", ".join(
-                    f"{n} {k if n == 1 else PLURALS[k]}" for k, n in sorted(r.entries.items())
-                ),
-                r.error or "",
-            )
-            for r in records
-        ],
-        ["plugin", "dist", "version", "status", "entries", "error"],
-    )
+    else:
+        echo_table(
+            [
+                (
+                    r.name,
+                    r.dist,
+                    r.version,
+                    r.status,
+                    ", ".join(
+                        f"{n} {k if n == 1 else PLURALS[k]}" for k, n in sorted(r.entries.items())
+                    ),
+                    r.notes,
+                    r.error or "",
+                )
+                for r in records
+            ],
+            ["plugin", "dist", "version", "status", "entries", "notes", "error"],
+        )
+    get_registry()  # ZOO_STRICT_PLUGINS=1: fail after the table, with the first plugin's reason

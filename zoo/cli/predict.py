@@ -13,7 +13,7 @@ import click
 
 from zoo import api
 from zoo.cli.train import echo_metrics, parse_kwargs
-from zoo.errors import UsageError
+from zoo.errors import UsageError, ZooError, one_line
 from zoo.train.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ _threads_option = click.option("--threads", type=int, help=TrainConfig.meta("thr
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False),
-    help="Root of local datasets (default: the run's, else $ZOO_DATA).",
+    help="Root of local datasets (default $ZOO_DATA; a run's recorded one is not applied).",
 )
 @_threads_option
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
@@ -120,7 +120,7 @@ def read_input(path: Path, key: str | None = None) -> torch.Tensor:
                 raise UsageError(f"{path} has no tensor {key!r} (has {', '.join(sorted(tensors))})")
             X = tensors[key]
         elif suffix == ".npy":
-            X = torch.from_numpy(np.load(path, allow_pickle=False))
+            X = torch.from_numpy(_real_array(path, np.load(path, allow_pickle=False)))
         elif suffix == ".csv":
             X = torch.from_numpy(_read_csv(path))
         else:
@@ -128,8 +128,28 @@ def read_input(path: Path, key: str | None = None) -> torch.Tensor:
     except UsageError:
         raise
     except Exception as exc:  # malformed file of any of the three kinds
-        raise UsageError(f"cannot read input {path}: {exc}") from None
+        raise UsageError(f"cannot read input {path}: {one_line(exc)}") from None
+    if X.is_complex():
+        raise UsageError(
+            f"input {path} holds complex numbers (dtype {_dtype_name(X.dtype)}); give real numbers"
+        )
     return X.to(torch.float32)
+
+
+def _real_array(path: Path, array: np.ndarray) -> np.ndarray:
+    """``array`` when it holds real numbers (or booleans); complex, string or object arrays
+    are refused with one line rather than losing their imaginary part or failing later."""
+    if array.dtype.kind not in "biuf":
+        what = {"c": "complex numbers", "U": "strings", "S": "bytes", "O": "Python objects"}
+        raise UsageError(
+            f"input {path} holds {what.get(array.dtype.kind, 'non-numeric values')} "
+            f"(dtype {array.dtype}); give real numbers"
+        )
+    return array
+
+
+def _dtype_name(dtype: Any) -> str:
+    return str(dtype).removeprefix("torch.")
 
 
 def _read_csv(path: Path) -> np.ndarray:
@@ -162,10 +182,16 @@ def write_predictions(pred: torch.Tensor, output: str | None) -> None:
         with atomic_path(out) as tmp, open(tmp, "wb") as fh:
             np.save(fh, array, allow_pickle=False)
     elif suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import save_file
 
-        with atomic_path(out) as tmp:
-            save_file({"predictions": pred.contiguous()}, str(tmp))
+        from zoo._util.atomic import write_reason
+
+        try:
+            with atomic_path(out) as tmp:
+                save_file({"predictions": pred.contiguous()}, str(tmp))
+        except SafetensorError as exc:  # its writer's I/O errors
+            raise ZooError(f"cannot write {out}: {write_reason(exc, out)}") from None
     elif suffix == ".csv":
         import io
 

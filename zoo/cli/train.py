@@ -33,6 +33,7 @@ def parse_kwargs(values: tuple[str, ...], flag: str) -> dict[str, Any]:
     (a digit, or ``-``/``+``/``.`` and a digit), or is ``true``/``false``/``null`` - must
     parse (numbers such as ``.5`` or ``+1`` also parse as Python does); anything else is
     kept as a plain string (``act=relu``). Quote text that looks like JSON: ``name='"3x3"'``.
+    A list is JSON too: ``hidden=[32,32]`` (``hidden=32,32`` is refused with that hint).
 
     Args:
         values: the ``KEY=VALUE`` items as given.
@@ -67,10 +68,24 @@ def _kwarg_value(raw: str, flag: str, key: str) -> Any:
             except ValueError:
                 pass
         reason = getattr(exc, "msg", str(exc))
+        if _is_json_list_items(text):
+            raise UsageError(
+                f"{flag} {key}={raw}: {raw!r} is not valid JSON; for a list write "
+                f"{key}=[{text}] (quote text as {key}='\"...\"')"
+            ) from None
         raise UsageError(
             f"{flag} {key}={raw}: {raw!r} is not valid JSON ({reason}); quote text as "
             f"{key}='\"...\"'"
         ) from None
+
+
+def _is_json_list_items(text: str) -> bool:
+    """``32,32``: comma-separated JSON values, meant as a list."""
+    try:
+        json.loads(f"[{text}]")
+    except ValueError:
+        return False
+    return "," in text
 
 
 # -- options generated from TrainConfig --------------------------------------------------------
@@ -173,11 +188,12 @@ def train_cmd(ctx: click.Context, **params: Any) -> None:
         raise UsageError("zoo train needs --model and --dataset (or a --recipe naming them)")
     out = params["out"] or str(default_run_dir(config.model, config.dataset, resume))
     trainer = Trainer.from_config(config, out=out, resume=resume, recipe=recipe)
+    trainer.build()  # a model or loss that cannot be built: one line, before any work
     trainer.claim_out(unique=not params["out"] and resume is None)  # a default name: -2, -3...
     try:
         result = trainer.fit()
-    except KeyboardInterrupt:
-        _interrupted(ctx, trainer, str(trainer.out))
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (zoo.train.trainer.Terminated)
+        _interrupted(ctx, trainer, str(trainer.out), getattr(exc, "signum", None))
     if not trainer.dist.is_main:
         return  # under torchrun, rank 0 alone reports
     if params["as_json"]:
@@ -198,26 +214,37 @@ def train_cmd(ctx: click.Context, **params: Any) -> None:
         click.echo(f"run: {result.run_dir}")
 
 
-def _interrupted(ctx: click.Context, trainer: Any, out: str) -> None:
-    """Ctrl-C: one line saying where the run stopped and how to continue it; exit 130."""
+def _interrupted(ctx: click.Context, trainer: Any, out: str, signum: int | None) -> None:
+    """Ctrl-C (exit 130) or SIGTERM (exit 143): one line saying where the run stopped and how
+    to continue it."""
     import shlex
+    import signal
+    from pathlib import Path
 
+    from zoo.errors import ZooError
     from zoo.train.checkpoint import find_checkpoint
 
+    what = "terminated" if signum == signal.SIGTERM else "interrupted"
     epoch = trainer.state.epoch
     where = f"at epoch {epoch}" if epoch else "during setup"
     try:
         find_checkpoint(out)
         done = True
-    except UsageError:
+    except ZooError:
         done = False
     if done:
         click.echo(
-            f"interrupted {where}; continue with: zoo train --resume {shlex.quote(out)}", err=True
+            f"{what} {where}; continue with: zoo train --resume {shlex.quote(out)}", err=True
+        )
+    elif (Path(out) / "run.json").is_file():
+        click.echo(
+            f"{what} {where}, before the first checkpoint; start it again with: "
+            f"zoo train --resume {shlex.quote(out)}",
+            err=True,
         )
     else:
-        click.echo(f"interrupted {where}, before the first checkpoint; nothing to resume", err=True)
-    ctx.exit(130)
+        click.echo(f"{what} {where}, before the first checkpoint; nothing to resume", err=True)
+    ctx.exit(128 + (signum or signal.SIGINT))
 
 
 def echo_metrics(metrics: dict[str, float]) -> None:

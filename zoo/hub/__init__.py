@@ -1,7 +1,8 @@
 """The pretrained hub: registry indexes, the verified download cache, and publishing.
 
-``entries`` validates what an index says, ``cache`` downloads and verifies files, ``index``
-searches the registries (listing, lookup, fetch by name), ``publish`` writes a local registry.
+``entries`` validates what an index says, ``cache`` downloads and verifies files (through
+``transfer``: every read of a URL or file has a byte cap and a deadline), ``index`` searches the
+registries (listing, lookup, fetch by name), ``publish`` writes a local registry.
 """
 
 from zoo.hub.entries import FileRef, PretrainedEntry, bundled_index

@@ -2,41 +2,60 @@
 
 Files are cached under ``$ZOO_HOME/hub`` (else ``$XDG_CACHE_HOME/zoo/hub``) as
 ``blobs/<sha256><suffix>``: downloaded to a unique temp file in that directory, checked for full
-sha256 and size, then renamed into place, under a per-file ``flock`` so concurrent fetches
-download once. Copies of ``http(s)://`` registry indexes are kept under ``indexes/`` for offline
-use. ``ZOO_OFFLINE=1`` never touches the network. This module does not import torch.
+sha256 and size, then renamed into place, under a per-file ``flock`` (``locks/<sha256>.lock``)
+so concurrent fetches download once. Copies of ``http(s)://`` registry indexes are kept under
+``indexes/`` for offline use and outages: a fresh index is parsed before its copy is kept (one
+that does not parse is never cached), and an index that cannot be fetched or parsed is replaced
+by its cached copy with one warning. ``ZOO_OFFLINE=1`` never touches the network. This module
+does not import torch.
+
+Limits (:mod:`zoo.hub.transfer`): every download has an overall deadline
+(``$ZOO_FETCH_DEADLINE``), a lock is waited for at most ``$ZOO_LOCK_TIMEOUT`` seconds, and both
+errors name their variable. A temp file of a killed fetch (``.<blob>.*.part``) is removed by the
+next fetch once nobody holds its blob's lock: judged by the lock, not a PID, so a download that
+another node sharing the cache is doing is kept. A cache that cannot be written (read-only)
+still serves what it holds, with a warning where it could not keep a fresh copy.
 
 Every hit is verified. Beside each blob, ``<blob>.json`` records its sha256 and the fingerprint
-the file had when it was last hashed (size, ``mtime_ns``, ``ctime_ns``, inode). A hit whose
+the file had when it was last hashed (size, ``mtime_ns``, ``ctime_ns``, inode); no blob's name
+ends in ``.json``. A hit whose
 fingerprint still matches is served as is; any change (a write, a touch, a chmod, a copy, a
 replaced file: each moves ``ctime``, which no ordinary tool sets back) re-hashes it, and a file that
 no longer hashes right is removed and fetched again (offline: a one-line error). A fingerprint
 recorded in the same filesystem clock tick as the file's last change proves nothing (git's
 "racily clean" case), so such a hit re-hashes too. ``ZOO_VERIFY=full`` re-hashes every hit; a
 cache where the fingerprint cannot be recorded (read-only) re-hashes every hit it cannot vouch
-for. Rot that changes no metadata is what ``zoo cache verify`` (:func:`verify_cache`) is for.
+for. A cached blob that hashes right but is not the size an entry says stays: the entry is
+wrong. Rot that changes no metadata is what ``zoo cache verify`` (:func:`verify_cache`) is for.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import shutil
 import sys
 import tempfile
-import urllib.error
+import time
 import urllib.parse
-import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from zoo._util.jsonio import loads
 from zoo._util.log import get_logger, warn_once
 from zoo.errors import FetchError, UsageError
-from zoo.hub.entries import local_path
+from zoo.hub.entries import max_index_bytes
+from zoo.hub.transfer import (
+    Deadline,
+    chunks,
+    fetch_deadline,
+    lock_wait,
+    open_source,
+    read_all,
+)
 
 if TYPE_CHECKING:
     from zoo.hub.entries import FileRef, PretrainedEntry
@@ -57,11 +76,12 @@ __all__ = [
     "verify_mode",
 ]
 
-TIMEOUT = 30.0
-CHUNK = 1 << 20
+T = TypeVar("T")
+
 PROGRESS_MIN = 4 << 20  # show a progress bar for files of at least 4 MiB
 RECORD_MAX = 64 << 10  # a blob's JSON record is a few hundred bytes; never read more than this
 VERIFY_MODES = ("fingerprint", "full")
+_TEMP_SUFFIXES = (".part", ".tmp")  # a download's temp file, an atomic write's
 
 
 # ---------------------------------------------------------------- locations and indexes
@@ -83,32 +103,60 @@ def is_offline(offline: bool | None = None) -> bool:
     return os.environ.get("ZOO_OFFLINE", "") not in ("", "0", "false", "no")
 
 
-def fetch_index(url: str, offline: bool | None = None) -> bytes:
-    """An ``http(s)://`` registry index, kept in the cache for offline use and outages."""
+def fetch_index(url: str, offline: bool | None = None, parse: Callable[[bytes], T] = bytes) -> T:
+    """An ``http(s)://`` registry index, ``parse``\\ d (the default: its bytes).
+
+    A fresh index is read within its size cap (``$ZOO_MAX_INDEX_BYTES``) and deadline and
+    parsed before a copy is kept in the cache, so a copy always parses. When the registry
+    cannot be read (unreachable, a truncated or stalled body, too large, malformed), its cached
+    copy is used with one warning; with none, that is the one-line :class:`FetchError`.
+    """
     copy = cache_dir() / "indexes" / (hashlib.sha256(url.encode()).hexdigest()[:32] + ".json")
     if is_offline(offline):
         if copy.is_file():
-            return copy.read_bytes()
+            return parse(_read_copy(copy))
         raise FetchError(f"offline (ZOO_OFFLINE) and the registry index {url} was never fetched")
     try:
-        with _open_url(url) as resp:
-            data = resp.read()
-    except FetchError:
-        if copy.is_file():
-            warn_once(get_logger(__name__), f"registry {url} unreachable; using the cached index")
-            return copy.read_bytes()
-        raise
-    from zoo._util.atomic import write_bytes
+        data = read_all(url, max_index_bytes(), "registry index", "ZOO_MAX_INDEX_BYTES")
+        result = parse(data)
+    except FetchError as exc:
+        if not copy.is_file():
+            raise
+        try:
+            result = parse(_read_copy(copy))
+        except FetchError:
+            raise exc from None
+        warn_once(get_logger(__name__), f"{exc}; using the cached copy of registry index {url}")
+        return result
+    _keep_copy(copy, data, url)
+    return result
 
-    _make_cache_dir(copy.parent)
+
+def _read_copy(copy: Path) -> bytes:
+    """The cached copy of a registry index, within the index size cap."""
+    return read_all(str(copy), max_index_bytes(), "cached registry index", "ZOO_MAX_INDEX_BYTES")
+
+
+def _keep_copy(copy: Path, data: bytes, url: str) -> None:
+    """Keep ``data`` as the cached copy of an index (best effort: a read-only cache warns)."""
+    from zoo._util.atomic import os_reason, write_bytes
+
     with contextlib.suppress(OSError):
-        if copy.read_bytes() == data:
-            return data  # kept already: nothing to write (so a read-only cache still serves)
+        if copy.stat().st_size == len(data) and copy.read_bytes() == data:
+            return  # kept already: nothing to write (so a read-only cache still serves)
     try:
-        write_bytes(copy, data)
-    except OSError as exc:
-        raise FetchError(f"cannot write to the cache ({copy}): {exc.strerror or exc}") from None
-    return data
+        for folder in (copy.parent, _lock_of(copy.name).parent):
+            folder.mkdir(parents=True, exist_ok=True)
+        _sweep(copy.parent)
+        with locked(_lock_of(copy.name)):
+            write_bytes(copy, data)
+    except (OSError, FetchError) as exc:
+        reason = os_reason(exc, copy) if isinstance(exc, OSError) else str(exc)
+        warn_once(
+            get_logger(__name__),
+            f"cannot keep a copy of registry index {url} in the cache ({copy}): {reason}; "
+            "using it without one",
+        )
 
 
 # ---------------------------------------------------------------- fetch
@@ -145,14 +193,17 @@ def fetch_file(ref: FileRef, *, name: str = "", offline: bool | None = None) -> 
     """A verified cached copy of ``ref``, downloading it (once, under a lock) when missing.
 
     A cached copy that fails verification is removed and fetched again; offline, that is a
-    one-line :class:`FetchError` for a remote file.
+    one-line :class:`FetchError` for a remote file. A cached copy that hashes right but is
+    not the size ``ref`` says is kept, and ``ref`` is the error.
     """
     target = blob_path(ref)
+    what = f"{name!r}" if name else ref.url
     check = _check_hit(target, ref, name)
     if check.ok:
         return target
+    if check.wrong_size:
+        raise _wrong_size(ref, what, check)
     offline = is_offline(offline)
-    what = f"{name!r}" if name else ref.url
     if offline and ref.is_remote:
         if check.problem:
             removed = "; removed it" if _discard(target, ref, check.seen) else ""
@@ -172,6 +223,7 @@ def fetch_file(ref: FileRef, *, name: str = "", offline: bool | None = None) -> 
     for folder in (target.parent, lock.parent):
         _make_cache_dir(folder)
     try:
+        _sweep(target.parent)
         with locked(lock):
             # another process may have fetched it while we waited: look again if it changed
             if _stat_fingerprint(target) != check.seen and _check_hit(target, ref, name).ok:
@@ -188,6 +240,15 @@ def fetch_file(ref: FileRef, *, name: str = "", offline: bool | None = None) -> 
     return target
 
 
+def _wrong_size(ref: FileRef, what: str, check: _Check) -> FetchError:
+    size = check.seen["size"] if check.seen else "?"
+    return FetchError(
+        f"registry entry {what} is wrong: it gives {ref.url} a size of {ref.size} bytes, but "
+        f"the file with its sha256 {ref.sha256[:12]}... has {size} bytes (the cached copy is "
+        "intact and kept)"
+    )
+
+
 def _make_cache_dir(path: Path) -> None:
     """``mkdir -p`` a cache folder, as a one-line :class:`FetchError` when impossible."""
     from zoo._util.atomic import os_reason
@@ -202,11 +263,14 @@ def _make_cache_dir(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """An exclusive ``flock`` on ``path`` (a lock file, or a directory to lock in place).
+def locked(path: Path, wait: float | None = None) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` (a lock file, or a directory to lock in place),
+    waited for at most ``wait`` seconds (default :func:`~zoo.hub.transfer.lock_wait`,
+    ``$ZOO_LOCK_TIMEOUT``); longer is a one-line :class:`FetchError` naming the lock.
 
     A no-op where fcntl is unavailable.
     """
+    wait = lock_wait() if wait is None else wait
     if not path.is_dir():
         path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -216,45 +280,77 @@ def locked(path: Path) -> Iterator[None]:
         return
     fd = os.open(path, os.O_RDONLY) if path.is_dir() else os.open(path, os.O_RDWR | os.O_CREAT)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        end, pause = time.monotonic() + wait, 0.01
+        while not _try_flock(fd):
+            if time.monotonic() >= end:
+                raise FetchError(
+                    f"gave up waiting for the lock {path} after {wait:g} s (ZOO_LOCK_TIMEOUT): "
+                    "another zoo process holds it"
+                )
+            time.sleep(min(pause, max(end - time.monotonic(), 0)))
+            pause = min(pause * 2, 0.25)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
 
 
+def _try_flock(fd: int) -> bool:
+    """Take an exclusive ``flock`` on ``fd`` if nobody holds one."""
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _sweep(folder: Path) -> None:
+    """Remove the temp files in ``folder`` that nobody is writing: a temp whose file's lock
+    (``locks/<sha256>.lock``) nobody holds is debris of a killed fetch (best effort; nothing
+    is swept where there are no locks to tell)."""
+    try:
+        import fcntl  # noqa: F401 - only to know that locks work here
+    except ImportError:  # pragma: no cover - not POSIX
+        return
+    try:
+        temps = [p for p in folder.iterdir() if p.name.startswith(".")]
+    except OSError:
+        return
+    for tmp in temps:
+        if not tmp.name.endswith(_TEMP_SUFFIXES):
+            continue
+        with contextlib.suppress(OSError, FetchError), locked(_lock_of(tmp.name[1:]), wait=0):
+            tmp.unlink(missing_ok=True)
+
+
 def _download(ref: FileRef, target: Path) -> None:
-    """Stream ``ref`` into a temp file beside ``target``, verify size + sha256, rename."""
+    """Stream ``ref`` into a temp file beside ``target`` within the fetch deadline, verify size
+    and sha256, rename."""
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     tmp = Path(tmp_name)
     digest = hashlib.sha256()
     got = 0
     try:
-        with os.fdopen(fd, "wb") as out, _open_source(ref.url) as (stream, length):
+        with (
+            os.fdopen(fd, "wb") as out,
+            Deadline(fetch_deadline(), f"fetching {ref.url}") as deadline,
+            open_source(ref.url, deadline) as (stream, length),
+        ):
             bar = _progress(ref, length)
-            try:
-                while True:
-                    try:
-                        chunk = stream.read(CHUNK)
-                    except (OSError, ValueError) as exc:
-                        raise _network_error(ref.url, exc) from None
-                    if not chunk:
-                        break
+            try:  # never stream more than the index promised
+                for chunk in chunks(stream, ref.url, length, ref.size, deadline):
                     out.write(chunk)
                     digest.update(chunk)
                     got += len(chunk)
                     if bar is not None:
                         bar.update(len(chunk))
-                    if got > ref.size:
-                        break  # never stream more than the index promised
             finally:
                 if bar is not None:
                     bar.close()
-            if got <= ref.size and length is not None and got < length:
-                raise FetchError(
-                    f"network failure fetching {ref.url}: connection closed after {got} of "
-                    f"{length} bytes"
-                )
             out.flush()
             os.fsync(out.fileno())
         if got != ref.size:
@@ -266,49 +362,6 @@ def _download(ref: FileRef, target: Path) -> None:
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def _open_source(url: str) -> Iterator[tuple[Any, int | None]]:
-    """A readable stream for a URL or local path, and its announced length (if any)."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme in ("http", "https"):
-        with _open_url(url) as resp:
-            length = resp.headers.get("Content-Length")
-            yield resp, int(length) if length and length.isdigit() else None
-        return
-    path = local_path(url)
-    try:
-        fh = open(path, "rb")  # noqa: SIM115 - closed below, after mapping errors
-    except FileNotFoundError:
-        raise FetchError(f"not found: {url} (file missing from its registry)") from None
-    except OSError as exc:
-        raise FetchError(f"cannot read {url}: {exc.strerror or exc}") from None
-    with fh:
-        yield fh, None
-
-
-def _open_url(url: str):
-    """``urlopen`` with a User-Agent and timeout; proxies from the environment are honoured."""
-    from zoo import __version__
-
-    timeout = float(os.environ.get("ZOO_HTTP_TIMEOUT", TIMEOUT))
-    request = urllib.request.Request(url, headers={"User-Agent": f"zoo/{__version__} (+urllib)"})
-    try:
-        # a fresh opener per call reads *_proxy / no_proxy from the environment as it is now
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler())
-        return opener.open(request, timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            raise FetchError(f"not found (HTTP 404): {url}") from None
-        raise FetchError(f"HTTP {exc.code} {exc.reason} fetching {url}") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise _network_error(url, exc) from None
-
-
-def _network_error(url: str, exc: BaseException) -> FetchError:
-    reason = getattr(exc, "reason", None) or exc
-    return FetchError(f"network failure fetching {url}: {type(exc).__name__}: {reason}")
 
 
 def _progress(ref: FileRef, length: int | None):
@@ -333,6 +386,7 @@ class _Check:
     ok: bool
     seen: dict[str, int] | None = None  # the blob's fingerprint when it was looked at
     problem: str = ""
+    wrong_size: bool = False  # the blob hashes right: the size asked for is what is wrong
 
 
 def _check_hit(target: Path, ref: FileRef, name: str = "") -> _Check:
@@ -346,11 +400,12 @@ def _check_hit(target: Path, ref: FileRef, name: str = "") -> _Check:
         seen = _stat_fingerprint(target)
         if seen is None:
             return _Check(False)
-        if seen["size"] != ref.size:
-            problem = f"size mismatch: expected {ref.size} bytes, got {seen['size']}"
-            return _Check(False, seen, problem)
         record, written_ns = _read_record(target)
         stale = _stale(record, written_ns, ref.sha256, seen)
+        if seen["size"] != ref.size:
+            problem = f"size mismatch: expected {ref.size} bytes, got {seen['size']}"
+            intact = not stale or _sha256(target) == ref.sha256
+            return _Check(False, seen, problem, intact and _stat_fingerprint(target) == seen)
         if not stale and not full:
             return _Check(True, seen)
         get_logger(__name__).debug(f"re-hashing {target} ({stale or 'ZOO_VERIFY=full'})")
@@ -403,7 +458,13 @@ def _record_path(target: Path) -> Path:
 
 
 def _lock_path(ref: FileRef) -> Path:
-    return cache_dir() / "locks" / f"{ref.sha256}.lock"
+    return _lock_of(ref.sha256)
+
+
+def _lock_of(name: str) -> Path:
+    """The lock of a cache file (its blob, record, temp or index copy) named ``name``: by the
+    part before its first dot (a sha256, or an index copy's key)."""
+    return cache_dir() / "locks" / f"{name.split('.', 1)[0]}.lock"
 
 
 def _read_record(target: Path) -> tuple[dict[str, Any], int]:
@@ -415,8 +476,8 @@ def _read_record(target: Path) -> tuple[dict[str, Any], int]:
         with open(_record_path(target), "rb") as fh:
             written_ns = os.fstat(fh.fileno()).st_mtime_ns
             data = fh.read(RECORD_MAX + 1)
-        record = json.loads(data) if len(data) <= RECORD_MAX else None
-    except (OSError, ValueError, RecursionError):
+        record = loads(data, max_bytes=RECORD_MAX)
+    except (OSError, ValueError):  # JSONLimitError: not JSON, too large or too deep
         return {}, 0
     return (record, written_ns) if isinstance(record, dict) else ({}, 0)
 
@@ -469,7 +530,7 @@ def _remove_blob(target: Path) -> None:
 def _discard(target: Path, ref: FileRef, seen: dict[str, int] | None) -> bool:
     """Remove a blob found bad unless another process replaced it meanwhile (best effort);
     return whether it is gone."""
-    with contextlib.suppress(OSError), locked(_lock_path(ref)):
+    with contextlib.suppress(OSError, FetchError), locked(_lock_path(ref)):
         if _stat_fingerprint(target) == seen:
             _remove_blob(target)
     return not target.exists()

@@ -5,7 +5,12 @@ its model and kwargs, and its files (URL relative to the index, full sha256, siz
 adds what the weights are pinned to: the model's ``plugin`` (entry-point name), ``dist`` and
 ``dist_version``, so the entry means exactly that model whatever else is installed (its
 qualified name is ``plugin/model.tag``). Schema 1 indexes (zoo 0.1) still read: their bare
-model names resolve to first-party models only. This module
+model names resolve to first-party models only.
+
+An index is read with limits: at most :data:`MAX_INDEX_BYTES` (``$ZOO_MAX_INDEX_BYTES``)
+and nested no deeper than :data:`~zoo._util.jsonio.MAX_DEPTH`. Its file URLs are data: a
+relative one must stay inside the registry, and an index fetched over ``http(s)`` may only
+name files under its own origin (same scheme, host and port; no ``file://``). This module
 parses and validates that description (and the same dicts declared by plugins); it never
 downloads, writes or imports anything: :mod:`zoo.hub.cache` fetches files, :mod:`zoo.hub.index`
 finds the registries, :mod:`zoo.hub.publish` writes one. It does not import torch.
@@ -13,23 +18,28 @@ finds the registries, :mod:`zoo.hub.publish` writes one. It does not import torc
 
 from __future__ import annotations
 
-import json
+import os
 import re
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib.resources import files as package_files
 from pathlib import Path
 from typing import Any
 
+from zoo._util.jsonio import loads
+from zoo._util.values import positive_int
 from zoo.errors import FetchError
-from zoo.registry.entries import Entry, Pin
+from zoo.registry.entries import Entry, Pin, Registry
 from zoo.registry.plugins import get_registry, missing_reason
 from zoo.tasks.contracts import TASKS
 
 __all__ = [
     "BUNDLED",
     "ENTRY_NAME",
+    "MAX_INDEX_BYTES",
     "SCHEMA",
     "SCHEMAS",
     "FileRef",
@@ -37,7 +47,9 @@ __all__ = [
     "bundled_index",
     "local_path",
     "make_entry",
+    "max_index_bytes",
     "model_entry",
+    "origin",
     "parse_index",
     "qualified_name",
     "read_document",
@@ -48,6 +60,8 @@ SCHEMAS = (1, SCHEMA)  # what this zoo reads
 BUNDLED = "zoo"
 ENTRY_NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*\.[a-z0-9]+(?:[-_][a-z0-9]+)*$")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
+#: The largest index zoo reads (``$ZOO_MAX_INDEX_BYTES`` overrides): 10,000 entries take ~4 MB.
+MAX_INDEX_BYTES = 32 << 20
 
 
 @dataclass(frozen=True)
@@ -63,7 +77,8 @@ class FileRef:
         """The file name's last suffix (``.safetensors``), or ``""`` when it is not a plain one."""
         name = urllib.parse.urlsplit(self.url).path.rsplit("/", 1)[-1]
         suffix = "".join(Path(name).suffixes[-1:])
-        return suffix if re.fullmatch(r"\.[A-Za-z0-9]{1,16}", suffix) else ""
+        plain = re.fullmatch(r"\.[A-Za-z0-9]{1,16}", suffix) and suffix.lower() != ".json"
+        return suffix if plain else ""  # ``.json`` names a blob's record in the cache
 
     @property
     def is_remote(self) -> bool:
@@ -108,8 +123,8 @@ class PretrainedEntry:
         ``dist`` and ``dist_version``, and ``installed``: whether that exact model is here
         (else ``missing`` says what to install).
         """
-        tasks = _tasks(self)
         model = model_entry(self)
+        tasks = _tasks(self, model)
         return {
             "name": self.name,
             "kind": "pretrained",
@@ -117,7 +132,7 @@ class PretrainedEntry:
             "summary": _summary(self, tasks),
             "tasks": tasks,
             "model": self.model,
-            "qualname": qualified_name(self),
+            "qualname": _qualified(self, model),
             "model_entry": model.qualname if model is not None else self.pin.qualname,
             "dist": self.dist or (model.dist if model is not None else None),
             "dist_version": self.dist_version or (model.version if model is not None else None),
@@ -146,24 +161,52 @@ def _summary(entry: PretrainedEntry, tasks: list[str]) -> str:
     return f"{text} ({', '.join(shown)})" if shown else text
 
 
-def _tasks(entry: PretrainedEntry) -> list[str]:
+def _tasks(entry: PretrainedEntry, model: Entry | None) -> list[str]:
     if entry.dataset:
-        found = [e for e in get_registry().find(entry.dataset) if e.kind == "dataset"]
-        if found:
-            return list(found[0].tasks)
-    model = model_entry(entry)
+        found = _LOOKUPS.get(("dataset", entry.dataset), lambda r: _dataset_tasks(r, entry.dataset))
+        if found is not None:
+            return list(found)
     return list(model.tasks) if model is not None else []
+
+
+def _dataset_tasks(registry: Registry, name: str) -> tuple[str, ...] | None:
+    found = [e for e in registry.find(name) if e.kind == "dataset"]
+    return tuple(found[0].tasks) if found else None
+
+
+class _PerRegistry:
+    """Lookups that depend on the loaded plugins only, remembered until they are reloaded (a
+    listing of 10,000 entries asks about the same few models and datasets)."""
+
+    def __init__(self) -> None:
+        self.registry: Registry | None = None
+        self.values: dict[tuple[str, Any], Any] = {}
+
+    def get(self, key: tuple[str, Any], compute: Callable[[Registry], Any]) -> Any:
+        registry = get_registry()
+        if registry is not self.registry:
+            self.registry, self.values = registry, {}
+        if key not in self.values:
+            self.values[key] = compute(registry)
+        return self.values[key]
+
+
+_LOOKUPS = _PerRegistry()
 
 
 def model_entry(entry: PretrainedEntry) -> Entry | None:
     """The registered model ``entry``'s weights are for: exactly its pin, else ``None``."""
-    return get_registry().pinned(entry.pin)
+    key = ("pin", (entry.model, entry.plugin, entry.dist, entry.dist_version))
+    return _LOOKUPS.get(key, lambda registry: registry.pinned(entry.pin))
 
 
 def qualified_name(entry: PretrainedEntry) -> str:
     """``plugin/model.tag`` (the model's qualified name, then the tag): unique whatever is
     installed. A schema-1 entry whose bare model no first-party model has keeps its bare name."""
-    model = model_entry(entry)
+    return _qualified(entry, model_entry(entry))
+
+
+def _qualified(entry: PretrainedEntry, model: Entry | None) -> str:
     return f"{model.qualname if model is not None else entry.pin.qualname}.{entry.tag}"
 
 
@@ -182,6 +225,23 @@ def local_path(loc: str) -> Path:
     return Path(loc).expanduser()
 
 
+def origin(url: str) -> tuple[str, str, int | None]:
+    """``(scheme, host, port)`` of a URL, the port made explicit for http(s)."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:  # a port that is not a number: an origin of its own, matching nothing
+        return parts.scheme.lower(), parts.netloc.lower(), -1
+    default = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port or default
+
+
+def max_index_bytes() -> int:
+    """The size cap of a registry index: ``$ZOO_MAX_INDEX_BYTES``, else :data:`MAX_INDEX_BYTES`."""
+    raw = os.environ.get("ZOO_MAX_INDEX_BYTES", "").strip()
+    return positive_int(raw, "$ZOO_MAX_INDEX_BYTES", text=True) if raw else MAX_INDEX_BYTES
+
+
 def bundled_index() -> str:
     """Location of the bundled registry's ``index.json`` (works from any kind of install)."""
     return str(Path(str(package_files("zoo_registry"))) / "index.json")
@@ -197,10 +257,12 @@ def read_document(data: bytes | str, location: str) -> dict[str, Any]:
         FetchError: one line naming ``location`` when the document is not an index of a schema
             this zoo reads (:data:`SCHEMAS`).
     """
+    limit = max_index_bytes()
     try:
-        doc = json.loads(data)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise FetchError(f"malformed registry index {location}: not JSON ({exc})") from None
+        doc = loads(data, max_bytes=limit)
+    except ValueError as exc:  # JSONLimitError: not JSON, too large or too deep
+        hint = " (ZOO_MAX_INDEX_BYTES)" if len(data) > limit else ""
+        raise FetchError(f"malformed registry index {location}: not JSON ({exc}){hint}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("entries"), list):
         raise FetchError(
             f"malformed registry index {location}: expected {{'schema', 'entries': [...]}}"
@@ -278,10 +340,9 @@ def make_entry(raw: Any, *, base: str | None, registry: str, where: str) -> Pret
             raise bad(f"{name}: {key} must be a string")
     if raw.get("dist_version") is not None and not isinstance(raw["dist_version"], str):
         raise bad(f"{name}: dist_version must be a string")
-    try:
-        Pin("model", model, raw.get("plugin"), raw.get("dist"), raw.get("dist_version")).check()
-    except ValueError as exc:
-        raise bad(f"{name}: {exc}") from None
+    problem = _pin_problem(model, raw.get("plugin"), raw.get("dist"), raw.get("dist_version"))
+    if problem:
+        raise bad(f"{name}: {problem}")
     return PretrainedEntry(
         name=name,
         model=model,
@@ -301,9 +362,26 @@ def make_entry(raw: Any, *, base: str | None, registry: str, where: str) -> Pret
     )
 
 
+@lru_cache(maxsize=256)
+def _pin_problem(model: str, plugin: str | None, dist: str | None, version: str | None) -> str:
+    """Why a model pin is malformed ("" when it is not); the entries of an index share a few."""
+    try:
+        Pin("model", model, plugin, dist, version).check()
+    except ValueError as exc:
+        return str(exc)
+    return ""
+
+
 def _resolve(url: str, base: str | None, where: str) -> str:
-    """Absolute URLs pass; relative ones must stay inside the registry (no ``..``, no ``/x``)."""
+    """Absolute URLs pass, but a remote index may only name files under its own origin (same
+    scheme, host and port); relative ones must stay inside the registry (no ``..``, no ``/x``)."""
     parts = urllib.parse.urlsplit(url)
+    home = _split(base or "")
+    if home.scheme in ("http", "https") and parts.scheme and origin(url) != origin(str(base)):
+        raise FetchError(
+            f"registry index {where}: file url {url!r} is not under the registry's origin "
+            f"{home.scheme}://{home.netloc}/"
+        )
     if parts.scheme in ("http", "https", "file"):
         return url
     if parts.scheme and len(parts.scheme) > 1:
@@ -315,6 +393,17 @@ def _resolve(url: str, base: str | None, where: str) -> str:
     segments = urllib.parse.unquote(url).replace("\\", "/").split("/")
     if url.startswith(("/", "\\")) or ".." in segments or parts.netloc:
         raise FetchError(f"registry index {where}: file url {url!r} escapes the registry")
-    if urllib.parse.urlsplit(base).scheme in ("http", "https"):
+    if home.scheme in ("http", "https"):
         return urllib.parse.urljoin(base, url)
-    return str(local_path(base).parent / Path(*[s for s in segments if s not in ("", ".")]))
+    return os.path.join(_folder(base), *[s for s in segments if s not in ("", ".")])
+
+
+@lru_cache(maxsize=64)
+def _split(index: str) -> urllib.parse.SplitResult:
+    return urllib.parse.urlsplit(index)
+
+
+@lru_cache(maxsize=64)
+def _folder(index: str) -> str:
+    """The folder of a local index (every relative file URL of it resolves against this)."""
+    return str(local_path(index).parent)

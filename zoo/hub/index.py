@@ -22,7 +22,9 @@ registry's error. Registries passed explicitly (``registry=``, ``--registry``) a
 one are never skipped: their errors are raised.
 
 A registry is a directory, a ``file://`` URL or an ``http(s)://`` URL holding ``index.json``
-(or the URL of the index itself), read and validated by :mod:`zoo.hub.entries`. :func:`fetch`
+(or the URL of the index itself), read within the index size cap and deadline (a FIFO or
+device is refused) and validated by :mod:`zoo.hub.entries`; each registry is read once per
+listing or lookup. Any other scheme given as an argument is a usage error. :func:`fetch`
 downloads an entry's files into the verified, content-addressed cache of :mod:`zoo.hub.cache`;
 :mod:`zoo.hub.publish` adds entries to a local registry. This module does not import torch.
 """
@@ -31,22 +33,26 @@ from __future__ import annotations
 
 import os
 import urllib.parse
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from zoo._util.log import get_logger, warn_once
 from zoo._util.names import filter_names, normalize_name, unknown_message
-from zoo.errors import AmbiguousNameError, FetchError, UnknownNameError, ZooError
+from zoo.errors import AmbiguousNameError, FetchError, UnknownNameError, UsageError, ZooError
 from zoo.hub.cache import fetch_entry, fetch_index
 from zoo.hub.entries import (
     PretrainedEntry,
     bundled_index,
     local_path,
     make_entry,
+    max_index_bytes,
     model_entry,
     parse_index,
     qualified_name,
 )
+from zoo.hub.transfer import read_all
 from zoo.registry.entries import Entry, dist_key
 from zoo.registry.plugins import get_registry
 
@@ -59,6 +65,7 @@ __all__ = [
     "pretrained_for",
     "pretrained_listing",
     "registry_locations",
+    "resolve",
 ]
 
 
@@ -83,7 +90,9 @@ def _sources(registry: str | list[str] | tuple[str, ...] | None) -> list[tuple[s
     for loc, origin in raw:
         try:
             loc = _index_location(loc)
-        except FetchError:
+        except FetchError as exc:
+            if origin == "argument":  # --registry gopher://x: bad usage
+                raise UsageError(str(exc)) from None
             if origin != "ZOO_REGISTRY":
                 raise
         if loc not in seen:
@@ -102,17 +111,12 @@ def _index_location(loc: str) -> str:
 
 
 def load_index(location: str, offline: bool | None = None) -> list[PretrainedEntry]:
-    """Read and validate one registry index (HTTP indexes are cached for offline use)."""
+    """Read and validate one registry index (HTTP indexes are cached for offline use), within
+    the index size cap (``$ZOO_MAX_INDEX_BYTES``) and deadline."""
     if urllib.parse.urlsplit(location).scheme in ("http", "https"):
-        data = fetch_index(location, offline)
-    else:
-        path = local_path(location)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise FetchError(f"registry index not found: {path}") from None
-        except OSError as exc:
-            raise FetchError(f"cannot read registry index {path}: {exc.strerror or exc}") from None
+        return fetch_index(location, offline, lambda data: parse_index(data, location))
+    path = str(local_path(location))
+    data = read_all(path, max_index_bytes(), "registry index", "ZOO_MAX_INDEX_BYTES")
     return parse_index(data, location)
 
 
@@ -155,19 +159,25 @@ class _Found:
 
     entries: dict[str, PretrainedEntry]
     skipped: list[tuple[str, FetchError]]
+    by_name: dict[str, list[PretrainedEntry]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.by_name = {}
+        for entry in self.entries.values():
+            self.by_name.setdefault(entry.name, []).append(entry)
 
     def named(self, name: str) -> list[PretrainedEntry]:
         """The entries ``name`` (bare or qualified, normalised by :func:`_key`) could mean."""
         key = _key(name)
         if "/" in key:
             return [self.entries[key]] if key in self.entries else []
-        return [e for e in self.entries.values() if e.name == key]
+        return list(self.by_name.get(key, ()))
 
     def listing(self) -> dict[str, PretrainedEntry]:
         """Every entry by its listed name: bare where the bare name means it, else qualified."""
         out: dict[str, PretrainedEntry] = {}
         for key, entry in self.entries.items():
-            group = self.named(entry.name)
+            group = self.by_name[entry.name]
             out[entry.name if _pick(entry.name, group) is entry else key] = entry
         return out
 
@@ -252,7 +262,19 @@ def get_pretrained(
     """The entry called ``name``: ``model.tag``, ``plugin/model.tag`` or
     ``dist:plugin/model.tag``. Unknown names get close matches; a bare name two models'
     entries share, neither of them the model the bare model name means, is ambiguous."""
+    return _lookup(_collect(registry, offline), name)
+
+
+def resolve(
+    names: Iterable[str], registry: str | list[str] | None = None, offline: bool | None = None
+) -> list[PretrainedEntry]:
+    """The entries called ``names`` (each as :func:`get_pretrained` finds it), reading each
+    registry once for all of them."""
     found = _collect(registry, offline)
+    return [_lookup(found, name) for name in names]
+
+
+def _lookup(found: _Found, name: str) -> PretrainedEntry:
     group = found.named(name)
     entry = _pick(_key(name), group)
     if entry is not None:
@@ -290,10 +312,14 @@ def _key(name: str) -> str:
     """How a pretrained entry name or pattern is compared: lower case (tags may hold ``_``);
     a ``dist:plugin/`` qualifier normalised as registry names are."""
     qualifier, slash, rest = name.strip().lower().rpartition("/")
-    if not slash:
-        return rest
+    return f"{_qualifier_key(qualifier)}/{rest}" if slash else rest
+
+
+@lru_cache(maxsize=256)
+def _qualifier_key(qualifier: str) -> str:
+    """A ``dist:plugin`` qualifier normalised (a listing's entries share a few)."""
     dist, colon, plugin = qualifier.rpartition(":")
-    return f"{dist_key(dist) + ':' if colon else ''}{normalize_name(plugin)}/{rest}"
+    return f"{dist_key(dist) + ':' if colon else ''}{normalize_name(plugin)}"
 
 
 # ---------------------------------------------------------------- fetch

@@ -30,15 +30,17 @@ from typing import Any
 
 from zoo._util.atomic import atomic_path, os_reason, write_json
 from zoo.errors import FetchError, UsageError, ZooError
-from zoo.hub.cache import CHUNK, locked
+from zoo.hub.cache import locked
 from zoo.hub.entries import (
     ENTRY_NAME,
     SCHEMA,
     PretrainedEntry,
     local_path,
+    max_index_bytes,
     parse_index,
     read_document,
 )
+from zoo.hub.transfer import CHUNK, read_all
 from zoo.registry.entries import Pin
 from zoo.registry.plugins import pinned_entry
 
@@ -69,6 +71,12 @@ def publish(
         FetchError: the registry's current index is malformed.
         ZooError: the registry cannot be written.
     """
+    try:
+        root = local_path(str(registry))
+    except FetchError as exc:  # gopher://x: not a directory one can publish into
+        raise UsageError(str(exc)) from None
+    if root.suffix == ".json":
+        root = root.parent
     from zoo.weights import files as weights
     from zoo.weights import source as rundir
 
@@ -83,9 +91,6 @@ def publish(
     if not ENTRY_NAME.match(name):
         raise UsageError(f"tag {tag!r} must be lower-case letters, digits and '-'")
     digest, size = _sha256(weights_path)
-    root = local_path(str(registry))
-    if root.suffix == ".json":
-        root = root.parent
     made_root = not root.exists()
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -294,9 +299,6 @@ def _read_index_doc(path: Path) -> dict[str, Any]:
     when there is none yet)."""
     if not path.exists():
         return {"schema": SCHEMA, "entries": []}
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise FetchError(f"cannot read registry index {path}: {exc.strerror or exc}") from None
+    data = read_all(str(path), max_index_bytes(), "registry index", "ZOO_MAX_INDEX_BYTES")
     parse_index(data, str(path))
     return read_document(data, str(path))

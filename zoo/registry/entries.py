@@ -22,13 +22,17 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
+import os
 import re
+import sys
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
-from zoo._util.jsonio import jsonable
+from zoo._util.jsonio import MAX_DEPTH, jsonable
 from zoo._util.names import filter_names, normalize_name
 from zoo._util.names import unknown_message as _unknown_message
 from zoo.errors import AmbiguousNameError, PluginError, UnknownNameError
@@ -41,11 +45,24 @@ EXPECTS = ("logits", "probabilities", "log-probabilities")
 
 FIRST_PARTY_DIST = "zoo"  # the distribution whose entries keep their bare names
 
+#: Keys :meth:`Entry.to_dict` sets itself: a registration giving one as meta is refused.
+RESERVED_META = ("name", "kind", "plugin", "qualname", "dist", "version", "target")
+#: The most a registration's meta may hold, counted as characters of its strings plus one per
+#: value (about its JSON size); deeper than ``MAX_DEPTH`` levels is refused too.
+MAX_META_SIZE = 256 * 1024
+#: What one item of a model's ``pretrained=[...]`` declaration may say (docs/plugins.md).
+PRETRAINED_KEYS = (
+    "tag", "files", "kwargs", "metrics", "dataset", "license", "summary", "recipe", "created",
+)  # fmt: skip
+
 _NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _PLUGIN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")  # an entry-point name, normalised
 _DIST = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")  # a distribution name, normalised
 _VERSION = re.compile(r"^[\w.!+-]{1,64}$")
+_PLAIN = frozenset({int, float, bool, type(None)})  # JSON scalars other than str
+_TAG = re.compile(r"^[a-z0-9]+(?:[-_][a-z0-9]+)*$")
+_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
 @dataclass(frozen=True)
@@ -126,23 +143,30 @@ class Entry:
         return f"{getattr(target, '__module__', '?')}:{name}{args}"
 
     def load(self) -> Callable[..., Any]:
-        """Import and return the target; a failure names the entry and its plugin."""
-        if not isinstance(self.target, str):
-            return self.target
-        module_name, _, attr = self.target.partition(":")
-        try:
-            obj: Any = importlib.import_module(module_name)
-            for part in attr.split("."):
-                obj = getattr(obj, part)
-        except Exception as exc:  # any import-time failure of third-party code
+        """Import and return the target; a failure names the entry and its plugin.
+
+        The target must be a class, a Python function (or method) or a ``functools.partial``
+        of one - a model's class an ``nn.Module`` - so a file naming the entry can only
+        reach code written to be an entry: builtins and C callables (``os:system``) and
+        other callable objects are refused with a :class:`~zoo.errors.PluginError`.
+        """
+        obj: Any = self.target
+        if isinstance(obj, str):
+            module_name, _, attr = obj.partition(":")
+            try:
+                obj = importlib.import_module(module_name)
+                for part in attr.split("."):
+                    obj = getattr(obj, part)
+            except Exception as exc:  # any import-time failure of third-party code
+                raise PluginError(
+                    f"{self.kind} {self.name!r} (plugin {self.plugin!r}): cannot import target "
+                    f"{self.target!r}: {type(exc).__name__}: {exc}"
+                ) from exc
+        why = _target_problem(self.kind, obj)
+        if why:
             raise PluginError(
-                f"{self.kind} {self.name!r} (plugin {self.plugin!r}): cannot import target "
-                f"{self.target!r}: {type(exc).__name__}: {exc}"
-            ) from exc
-        if not callable(obj):
-            raise PluginError(
-                f"{self.kind} {self.name!r} (plugin {self.plugin!r}): target {self.target!r} "
-                "is not callable"
+                f"{self.kind} {self.name!r} (plugin {self.plugin!r}): target "
+                f"{self.target_repr!r} {why}"
             )
         return obj
 
@@ -161,6 +185,28 @@ class Entry:
             "target": self.target_repr,
             **jsonable(meta),
         }
+
+
+def _target_problem(kind: str, obj: Any) -> str:
+    """Why ``obj`` cannot be an entry's target (``""`` when it can): see :meth:`Entry.load`."""
+    inner = obj
+    while isinstance(inner, functools.partial):
+        inner = inner.func
+    if inspect.ismethod(inner):
+        inner = inner.__func__
+    if inspect.isclass(inner):
+        nn = sys.modules.get("torch.nn")  # a Module subclass was defined with torch imported
+        if kind == "model" and (nn is None or not issubclass(inner, nn.Module)):
+            return "is a class that is not a torch.nn.Module"
+        return ""
+    if inspect.isfunction(inner):
+        return ""
+    if not callable(obj):
+        return "is not callable"
+    return (
+        f"is a {type(inner).__name__}, not a class, a Python function or a functools.partial "
+        "of one (builtins and C functions are refused)"
+    )
 
 
 def dist_key(dist: str) -> str:
@@ -248,6 +294,13 @@ def make_entry(
             f"{kind} {name!r}: target {target!r} is neither 'module:attr' nor callable"
         )
     meta = dict(meta)
+    reserved = sorted(set(meta) & set(RESERVED_META))
+    if reserved:
+        raise ValueError(
+            f"{kind} {name!r}: meta key {reserved[0]!r} is reserved (zoo sets "
+            f"{', '.join(RESERVED_META)} itself)"
+        )
+    _check_json(kind, name, meta)
     summary = meta.pop("summary", "")
     if not isinstance(summary, str):
         raise ValueError(f"{kind} {name!r}: summary must be a string")
@@ -294,8 +347,8 @@ def _check_meta(kind: str, name: str, tasks: tuple[str, ...], meta: dict[str, An
         raise ValueError(f"{kind} {name!r}: input_kind must be one of {', '.join(INPUT_KINDS)}")
     if meta.get("expects", "logits") not in EXPECTS:
         raise ValueError(f"{kind} {name!r}: expects must be one of {', '.join(EXPECTS)}")
-    if "pretrained" in meta and not isinstance(meta["pretrained"], list | tuple):
-        raise ValueError(f"{kind} {name!r}: pretrained must be a list of entry dicts")
+    if "pretrained" in meta:
+        _check_pretrained(kind, name, meta["pretrained"])
     if kind != "dataset":
         return
     shape = meta.get("input_shape")
@@ -310,6 +363,116 @@ def _check_meta(kind: str, name: str, tasks: tuple[str, ...], meta: dict[str, An
         k = meta.get("num_classes")
         if not isinstance(k, int) or k < 2 or (tasks[0] == "binary" and k != 2):
             raise ValueError(f"dataset {name!r}: num_classes must be an int >= 2 (2 for binary)")
+
+
+def _check_json(kind: str, name: str, meta: Mapping[str, Any]) -> None:
+    """Refuse meta that is not plain JSON (str keys; str, number, bool, None, list, dict values),
+    nested deeper than ``MAX_DEPTH`` (a dict that holds itself) or larger than ``MAX_META_SIZE``;
+    walked without recursion. Where a value sits is kept as a ``(parent, key)`` chain and
+    spelt out only for the error."""
+    stack: list[tuple[Any, int, tuple[Any, ...]]] = [(v, 1, ((), k)) for k, v in meta.items()]
+    size = 0
+    while stack:
+        value, depth, where = stack.pop()
+        size += 1
+        kind_of = type(value)
+        if kind_of is str or (kind_of not in _PLAIN and isinstance(value, str)):
+            size += len(value)
+        elif kind_of in _PLAIN or isinstance(value, int | float):
+            pass
+        elif isinstance(value, list | tuple):
+            size += len(value)  # checked before its items are walked
+            if size <= MAX_META_SIZE:
+                stack.extend((item, depth + 1, (where, i)) for i, item in enumerate(value))
+        elif isinstance(value, Mapping):
+            size += len(value)
+            for key, item in value.items() if size <= MAX_META_SIZE else ():
+                if not isinstance(key, str):
+                    problem = f"has a non-string key {key!r}"
+                    raise ValueError(f"{kind} {name!r}: meta {_path(where)!r} {problem}")
+                size += len(key)
+                stack.append((item, depth + 1, (where, key)))
+        else:
+            problem = f"is a {type(value).__name__}, not a JSON value"
+            raise ValueError(f"{kind} {name!r}: meta {_path(where)!r} {problem}")
+        if depth > MAX_DEPTH or size > MAX_META_SIZE:
+            problem = f"is nested deeper than {MAX_DEPTH} levels (does it hold itself?)"
+            if size > MAX_META_SIZE:
+                problem = f"is larger than the {MAX_META_SIZE:,}-character limit"
+            raise ValueError(f"{kind} {name!r}: meta {_path(where)!r} {problem}")
+
+
+def _path(where: tuple[Any, ...], width: int = 60) -> str:
+    """``info.self[0]`` from a ``(parent, key)`` chain, at most ``width`` characters."""
+    parts: list[str] = []
+    while where:
+        where, key = where
+        parts.append(f"[{key}]" if isinstance(key, int) else f".{key}")
+    path = "".join(reversed(parts)).lstrip(".")
+    return path if len(path) <= width else path[: width - 3] + "..."
+
+
+def _check_pretrained(kind: str, name: str, items: Any) -> None:
+    """A model's ``pretrained=[...]`` declaration: a list of entry dicts (docs/plugins.md)."""
+    if kind != "model":
+        raise ValueError(f"{kind} {name!r}: only models declare pretrained entries")
+    if not isinstance(items, list | tuple):
+        raise ValueError(f"model {name!r}: pretrained must be a list of entry dicts")
+    tags: set[str] = set()
+    for i, item in enumerate(items):
+        problem = _pretrained_problem(item, tags)
+        if problem:
+            raise ValueError(
+                f"model {name!r}: its pretrained declaration, item {i}: {problem} "
+                "(see docs/plugins.md)"
+            )
+
+
+def _pretrained_problem(item: Any, tags: set[str]) -> str | None:
+    """Why one declared pretrained entry is malformed, or ``None``."""
+    if not isinstance(item, Mapping):
+        return f"expected a dict, found {type(item).__name__}"
+    unknown = sorted(set(item) - set(PRETRAINED_KEYS))
+    if unknown:
+        return f"unknown key {unknown[0]!r} (keys: {', '.join(PRETRAINED_KEYS)})"
+    tag = item.get("tag")
+    if not isinstance(tag, str) or not _TAG.match(tag):
+        return f"tag {tag!r} must be lower-case letters and digits joined by '-' or '_'"
+    if tag in tags:
+        return f"tag {tag!r} declared twice"
+    tags.add(tag)
+    files = item.get("files")
+    if not isinstance(files, list | tuple) or not files:
+        return f"{tag}: files must be a non-empty list of {{url, sha256, size}}"
+    for f in files:
+        problem = _file_problem(f)
+        if problem:
+            return f"{tag}: {problem}"
+    for key in ("kwargs", "metrics"):
+        if not isinstance(item.get(key, {}), Mapping):
+            return f"{tag}: {key} must be a dict"
+    metrics = item.get("metrics", {}).values()
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in metrics):
+        return f"{tag}: metrics must map names to numbers"
+    for key in ("dataset", "license", "summary", "recipe", "created"):
+        if item.get(key) is not None and not isinstance(item[key], str):
+            return f"{tag}: {key} must be a string"
+    return None
+
+
+def _file_problem(ref: Any) -> str | None:
+    """Why one declared file is malformed, or ``None``: an absolute URL, a sha256, a size."""
+    if not isinstance(ref, Mapping) or not isinstance(ref.get("url"), str):
+        return "each file needs a url"
+    url, sha, size = ref["url"], ref.get("sha256"), ref.get("size")
+    scheme = urllib.parse.urlsplit(url).scheme
+    if scheme not in ("http", "https", "file") and (len(scheme) > 1 or not os.path.isabs(url)):
+        return f"file url {url!r} must be absolute (https://, http://, file:// or /path)"
+    if not isinstance(sha, str) or not _SHA256.match(sha):
+        return f"file {url!r} needs a full 64-hex sha256"
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        return f"file {url!r} needs an integer size in bytes"
+    return None
 
 
 class Registry:

@@ -10,6 +10,11 @@ arguments are not the spec's (``reg`` instead of ``register``), or that is a ``h
 ``wrapper`` of a register hook fails its plugin, naming the hook and the argument. The list of
 register hooks and the kind each registers is derived from the ``register_<kinds>(register)``
 specs below. The specs carry no annotations: their signatures are what the plugin guide shows.
+
+A registration's meta is description only: plain JSON (bounded in depth and size), never one of
+the keys zoo sets itself (``name``, ``kind``, ``plugin``, ``qualname``, ``dist``, ``version``,
+``target``); a ``pretrained`` declaration is validated item by item. Anything else fails the
+plugin, naming the entry (see :func:`zoo.registry.entries.make_entry`).
 """
 
 from __future__ import annotations

@@ -39,31 +39,53 @@ Environment:
 - ``ZOO_PLUGINS=a,b``: load only those plugins (distribution or entry-point names) besides
   the first-party ones; set but empty loads first-party plugins only.
 - ``ZOO_DISABLE_PLUGINS=x,y``: block those before they are imported.
-- ``ZOO_STRICT_PLUGINS=1``: any plugin failure raises :class:`~zoo.errors.PluginError`.
+- ``ZOO_STRICT_PLUGINS=1``: a plugin that failed, or whose loading was heavy (below), makes
+  :func:`get_registry` raise :class:`~zoo.errors.PluginError` (every plugin is still loaded and
+  recorded first, so ``zoo plugins`` can show the table before it fails). ``zoo check`` judges
+  only the plugins it is asked about (:func:`judged_alone`).
 - ``ZOO_TRACE_PLUGINS=1``: log every hook call and what it registered at ``DEBUG`` on the
   ``zoo.registry.plugins`` logger, which the variable enables while plugins load (lines
-  ``zoo: plugin NAME HOOK -> ENTRIES`` on stderr; see :mod:`zoo._util.log`).
+  ``zoo: plugin NAME HOOK -> ENTRIES`` on stderr; see :mod:`zoo._util.log`), and what each
+  plugin printed while it loaded.
+- ``ZOO_PLUGIN_TIMEOUT=SECONDS`` (CLI only, default :data:`LOAD_TIMEOUT_S`; ``0``: none): the
+  deadline for loading one plugin (import and hooks), by ``SIGALRM`` in the main thread; a
+  plugin that runs past it fails. The Python API sets no alarm.
+- ``ZOO_PLUGIN_SLOW_S=SECONDS`` (default :data:`SLOW_LOAD_S`): loading one plugin for longer
+  marks it slow.
+
+Plugins cannot break the tool: each one loads with ``sys.stdout`` captured (what it printed is
+its record's ``output``, never zoo's own output), and any exception it raises, ``SystemExit``
+and the deadline's included (``KeyboardInterrupt`` aside), fails that plugin alone. A plugin
+whose loading imported a heavy module (:data:`HEAVY_MODULES`, i.e. torch at the top of its
+hook module) or took longer than ``ZOO_PLUGIN_SLOW_S`` is marked *heavy* (``zoo plugins``
+shows why; ``zoo check`` fails it, with the fix): listing must stay light.
 """
 
 from __future__ import annotations
 
 import inspect
+import io
 import logging
 import os
 import re
+import signal
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, PackageNotFoundError, entry_points
 from importlib.metadata import version as installed_version
-from types import MappingProxyType
+from types import MappingProxyType, ModuleType
 from typing import Any
 
 import pluggy
 
 from zoo._util.log import get_logger
 from zoo._util.names import close_matches, normalize_name
+from zoo._util.values import env_seconds
 from zoo.errors import PluginError, UnknownNameError, one_line
 from zoo.registry import hookspecs
 from zoo.registry.entries import (
@@ -80,16 +102,31 @@ from zoo.registry.entries import (
 __all__ = [
     "FIRST_PARTY_DIST",
     "GROUP",
+    "HEAVY_MODULES",
     "HOOKS",
+    "LOAD_TIMEOUT_S",
+    "MAX_OUTPUT_CHARS",
+    "SLOW_LOAD_S",
     "PluginRecord",
     "get_registry",
+    "judged_alone",
     "missing_reason",
     "pinned_entry",
     "plugin_records",
     "reset",
+    "use_load_deadline",
 ]
 
 GROUP = "zoo"
+
+#: The CLI's deadline for loading one plugin, in seconds (``ZOO_PLUGIN_TIMEOUT``; 0: none).
+LOAD_TIMEOUT_S = 5.0
+#: Loading one plugin for longer than this many seconds marks it slow (``ZOO_PLUGIN_SLOW_S``).
+SLOW_LOAD_S = 1.0
+#: Modules a plugin's loading must not import: listing never imports them.
+HEAVY_MODULES = ("torch", "torchvision", "sklearn", "matplotlib", "numpy")
+#: What a plugin printed while loading is kept up to this many characters.
+MAX_OUTPUT_CHARS = 2_000
 
 logger = get_logger(__name__)
 
@@ -138,11 +175,42 @@ class PluginRecord:
     hooks: list[str] = field(default_factory=list)
     entries: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # names it could not take
+    output: str = ""  # what it printed to stdout while loading (capped)
+    load_s: float = 0.0  # seconds its import and hooks took
+    imported: list[str] = field(default_factory=list)  # heavy modules its loading imported
+    slow_s: float = SLOW_LOAD_S  # the threshold it was judged by
 
     @property
     def first_party(self) -> bool:
         """Whether the plugin ships with zoo itself."""
         return dist_key(self.dist) == FIRST_PARTY_DIST
+
+    @property
+    def heavy(self) -> list[str]:
+        """Why loading this plugin is too heavy for listing, each with the fix; ``[]`` if light."""
+        module = self.value.partition(":")[0]
+        reasons = []
+        if self.imported:
+            reasons.append(
+                f"loading it imported {', '.join(self.imported)} (at the top of {module}?): "
+                "import them inside the targets' modules or functions, not at the top of the "
+                "hook module"
+            )
+        if self.load_s > self.slow_s:
+            reasons.append(
+                f"loading it took {self.load_s:.2f} s (over ZOO_PLUGIN_SLOW_S={self.slow_s:g} s)"
+            )
+        return reasons
+
+    @property
+    def notes(self) -> str:
+        """One line for ``zoo plugins``: heavy loading and printed output, else ``""``."""
+        notes = [f"heavy: imported {', '.join(self.imported)}"] if self.imported else []
+        if self.load_s > self.slow_s:
+            notes.append(f"slow: {self.load_s:.2f} s")
+        if self.output:
+            notes.append(f"printed: {' '.join(self.output.split())[:60]}")
+        return "; ".join(notes)
 
     def to_dict(self) -> dict[str, Any]:
         """The record as ``zoo plugins --json`` prints it."""
@@ -158,6 +226,9 @@ class PluginRecord:
             "hooks": self.hooks,
             "entries": self.entries,
             "warnings": self.warnings,
+            "heavy": self.heavy,
+            "output": self.output,
+            "load_s": round(self.load_s, 4),
         }
 
 
@@ -166,19 +237,50 @@ class _State:
     registry: Registry
     records: list[PluginRecord]
     manager: pluggy.PluginManager
+    strict_error: str | None = None  # what ZOO_STRICT_PLUGINS=1 fails with
 
 
 _state: _State | None = None
 _lock = threading.Lock()
+_use_deadline = False  # set by the CLI (use_load_deadline)
+_alone: ContextVar[bool] = ContextVar("zoo_plugins_judged_alone", default=False)
 
 
 def get_registry() -> Registry:
     """The registry of every loaded plugin's entries (plugins load on first call).
 
     Raises:
-        PluginError: a plugin failed under ``ZOO_STRICT_PLUGINS=1``.
+        PluginError: under ``ZOO_STRICT_PLUGINS=1``, a plugin failed or loaded heavily (not
+            inside :func:`judged_alone`).
     """
-    return _load().registry
+    state = _load()
+    if state.strict_error and not _alone.get():
+        raise PluginError(state.strict_error)
+    return state.registry
+
+
+@contextmanager
+def judged_alone() -> Iterator[None]:
+    """Within this block ``ZOO_STRICT_PLUGINS=1`` raises for no plugin: ``zoo check P`` judges P
+    by its own checks, whatever other plugins did."""
+    token = _alone.set(True)
+    try:
+        yield
+    finally:
+        _alone.reset(token)
+
+
+@contextmanager
+def use_load_deadline() -> Iterator[None]:
+    """Inside this block, each plugin loads under the ``ZOO_PLUGIN_TIMEOUT`` deadline
+    (``SIGALRM``): the CLI holds it for a command; plugins loading outside the main thread get
+    no alarm, and the Python API outside the block none at all."""
+    global _use_deadline
+    before, _use_deadline = _use_deadline, True
+    try:
+        yield
+    finally:
+        _use_deadline = before
 
 
 def plugin_records() -> list[PluginRecord]:
@@ -224,6 +326,8 @@ def _discover() -> _State:
     only = _env_set("ZOO_PLUGINS")
     disabled = _env_set("ZOO_DISABLE_PLUGINS") or set()
     strict = _env_flag("ZOO_STRICT_PLUGINS")
+    timeout = env_seconds("ZOO_PLUGIN_TIMEOUT", LOAD_TIMEOUT_S, zero=True) if _use_deadline else 0.0
+    slow_s = env_seconds("ZOO_PLUGIN_SLOW_S", SLOW_LOAD_S, zero=True)
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     for name in sorted(disabled):
@@ -246,16 +350,8 @@ def _discover() -> _State:
                 record.status = "skipped"
                 logger.debug("plugin %s skipped: not in ZOO_PLUGINS", record.name)
                 continue
-            try:
-                entries.extend(_load_one(pm, ep, record))
-            except Exception as exc:  # a plugin's failure is recorded, never fatal
-                record.status = "failed"
-                record.error = _one_line(exc)
-                logger.debug("plugin %s failed: %s", record.name, record.error)
-                if strict:
-                    raise PluginError(
-                        f"plugin {record.name!r} ({record.dist}): {record.error}"
-                    ) from exc
+            record.slow_s = slow_s
+            entries.extend(_load_guarded(pm, ep, record, timeout))
     known = {n for r in records for n in (r.name, r.dist.lower())}
     for var, names in (("ZOO_PLUGINS", only or set()), ("ZOO_DISABLE_PLUGINS", disabled)):
         if names - known:
@@ -264,7 +360,106 @@ def _discover() -> _State:
     failed = [r.name for r in records if r.status == "failed"]
     registry = Registry(entries, failed_plugins=failed)
     _note_collisions(registry, records)
-    return _State(registry, records, pm)
+    return _State(registry, records, pm, _strict_error(records) if strict else None)
+
+
+def _strict_error(records: list[PluginRecord]) -> str | None:
+    """``plugin 'x' (dist): <why>`` for the first plugin that failed or loaded heavily."""
+    bad = [
+        f"plugin {r.name!r} ({r.dist}): {r.error if r.status == 'failed' else '; '.join(r.heavy)}"
+        for r in records
+        if r.status == "failed" or (r.status == "ok" and r.heavy)
+    ]
+    if not bad:
+        return None
+    more = f" (and {len(bad) - 1} more; see `zoo plugins`)" if len(bad) > 1 else ""
+    return f"{bad[0]}{more} [ZOO_STRICT_PLUGINS]"
+
+
+class _LoadTimeout(BaseException):  # not an Exception, so a plugin's `except Exception` lets it by
+    """The load deadline passed (raised by the ``SIGALRM`` handler inside plugin code)."""
+
+
+class _Output(io.TextIOBase):
+    """A plugin's stdout while it loads: keeps the first ``MAX_OUTPUT_CHARS`` characters."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, s: str) -> int:
+        room = MAX_OUTPUT_CHARS - len(self.text)
+        if room > 0:
+            self.text += str(s)[:room]
+        return len(s)
+
+
+def _load_guarded(
+    pm: pluggy.PluginManager, ep: EntryPoint, record: PluginRecord, timeout: float
+) -> list[Entry]:
+    """:func:`_load_one` with stdout captured, every exception but ``KeyboardInterrupt`` made
+    the plugin's failure, the deadline applied, and what it imported and how long it took
+    recorded. A failed plugin contributes nothing."""
+    heavy_before = {m for m in HEAVY_MODULES if m in sys.modules}
+    output = _Output()
+    start = time.perf_counter()
+    try:
+        with redirect_stdout(output), _deadline(timeout):
+            return _load_one(pm, ep, record)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: B036 -- SystemExit too: a plugin never ends zoo
+        record.status = "failed"
+        record.error = _one_line(exc)
+        logger.debug("plugin %s failed: %s", record.name, record.error)
+        return []
+    finally:
+        record.load_s = time.perf_counter() - start
+        record.output = output.text
+        record.imported = _heavy_imports(ep, heavy_before)
+        if record.output:
+            logger.debug("plugin %s printed: %s", record.name, " ".join(record.output.split()))
+
+
+def _heavy_imports(ep: EntryPoint, before: set[str]) -> list[str]:
+    """The heavy modules a plugin's loading imported, or that its hook module holds at its top
+    (seen even where another part of the process imported them first)."""
+    module = sys.modules.get(ep.module)
+    held = {
+        value.__name__.partition(".")[0]
+        for value in (vars(module).values() if module is not None else ())
+        if isinstance(value, ModuleType)
+    }
+    return [m for m in HEAVY_MODULES if (m in sys.modules and m not in before) or m in held]
+
+
+@contextmanager
+def _deadline(seconds: float) -> Iterator[None]:
+    """Raise :class:`_LoadTimeout` in the block after ``seconds`` (``SIGALRM``; main thread
+    only, else no deadline). The previous handler and any pending timer are restored."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise _LoadTimeout(
+            f"loading took longer than the {seconds:g} s deadline (ZOO_PLUGIN_TIMEOUT); "
+            "does it hang at import?"
+        )
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    pending, interval = signal.setitimer(signal.ITIMER_REAL, seconds)
+    start = time.monotonic()
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        if pending:  # someone else's timer: give back what is left of it
+            left = max(pending - (time.monotonic() - start), 1e-3)
+            signal.setitimer(signal.ITIMER_REAL, left, interval)
 
 
 def _note_collisions(registry: Registry, records: list[PluginRecord]) -> None:
@@ -306,7 +501,11 @@ def _tracing(enabled: bool) -> Iterator[None]:
 
 def _one_line(exc: BaseException) -> str:
     """``Type: message`` on one line (a plugin's failure as ``zoo plugins`` shows it)."""
-    return str(exc) if isinstance(exc, _Failed) else one_line(exc, typed=True, sep="; ")
+    if isinstance(exc, _Failed | _LoadTimeout):
+        return str(exc)
+    if isinstance(exc, SystemExit):
+        return f"SystemExit: the plugin called sys.exit({exc.code!r})"
+    return one_line(exc, typed=True, sep="; ")
 
 
 def _record_for(ep: EntryPoint) -> PluginRecord:
@@ -389,11 +588,14 @@ def _call_hooks(pm: pluggy.PluginManager, plugin: object, record: PluginRecord) 
         record.hooks.append(hook_name)
         before = len(found)
         problems: list[str] = []
+        raised = ""
         try:
             caller(register=_registrar(kind, record, found, problems))
-        except Exception as exc:
-            problems.append(_one_line(exc))
-        errors += [f"{hook_name}: {p}" for p in problems]
+        except (KeyboardInterrupt, _LoadTimeout):
+            raise
+        except BaseException as exc:  # noqa: B036 -- SystemExit too: a plugin never ends zoo
+            raised = f"{hook_name} raised {_one_line(exc)}"
+        errors += [f"{hook_name}: {p}" for p in problems] + ([raised] if raised else [])
         added = ", ".join(e.name for e in found[before:]) or "nothing"
         logger.debug("plugin %s %s -> %s", record.name, hook_name, added)
     if errors:

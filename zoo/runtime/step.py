@@ -21,10 +21,11 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
+from zoo.errors import UsageError
 from zoo.runtime.precision import Precision
 from zoo.tasks import metrics
 
-__all__ = ["evaluate_batches", "input_dtype", "predict_outputs", "train_step"]
+__all__ = ["evaluate_batches", "input_dtype", "predict_outputs", "task_targets", "train_step"]
 
 
 def train_step(
@@ -56,6 +57,7 @@ def train_step(
     Returns:
         The batch's loss, detached (on the device: no synchronisation here).
     """
+    y = task_targets(task, y)
     with precision.forward_context():
         output = model(x)
     output = metrics.align(task, precision.convert_output(output), y)
@@ -69,6 +71,36 @@ def train_step(
     precision.backward(objective)
     precision.step(optimizer)
     return loss.detach()
+
+
+def task_targets(task: str, y: torch.Tensor) -> torch.Tensor:
+    """Targets in the dtype ``task``'s losses take, converted where the meaning is clear.
+
+    ``binary``: 0/1 integer or bool labels become float (what ``BCEWithLogitsLoss`` takes);
+    ``multiclass``: one class index per sample, integral floats, bools or other integer types
+    become ``long`` (soft labels, one row of probabilities per sample, stay as they are);
+    ``regression``: integers become float. Labels that have no such meaning (``0.5`` as a
+    class index, ``2`` as a binary label) are a one-line :class:`~zoo.errors.UsageError`.
+    Targets already of the right dtype are returned untouched (no check, no sync).
+    """
+    if task == "binary" and not y.is_floating_point():
+        if y.dtype != torch.bool and bool(((y != 0) & (y != 1)).any()):
+            bad = y[(y != 0) & (y != 1)][0].item()
+            raise UsageError(f"binary labels must be 0 or 1, got {bad!r}")
+        return y.float()
+    if task == "multiclass" and y.dim() <= 1 and y.dtype != torch.long:
+        if y.is_floating_point():
+            bad = (y != y.round()) | (y < 0) | ~torch.isfinite(y)
+            if bool(bad.any()):
+                raise UsageError(
+                    f"multiclass labels must be class indices (0, 1, ...), got {y[bad][0].item()!r}"
+                )
+        elif y.dtype != torch.bool and bool((y < 0).any()):
+            raise UsageError(f"multiclass labels must be class indices, got {y.min().item()!r}")
+        return y.long()
+    if task == "regression" and not y.is_floating_point():
+        return y.float()
+    return y
 
 
 def evaluate_batches(
@@ -96,6 +128,7 @@ def evaluate_batches(
                 amp = Precision("fp32", x.device)
             if dtype is not None and x.is_floating_point():
                 x = x.to(dtype)
+            y = task_targets(task, y)
             with amp.forward_context():
                 out = model(x)
             outputs.append(metrics.align(task, amp.convert_output(out), y))

@@ -31,10 +31,10 @@ import zoo
 from zoo._util.atomic import atomic_path, write_json, write_text
 from zoo._util.jsonio import jsonable
 from zoo._util.log import get_logger
-from zoo.errors import UsageError, ZooError
+from zoo.errors import UsageError, ZooError, one_line
 from zoo.runtime.device import device_name
 from zoo.tasks import contracts as tasks
-from zoo.train.checkpoint import discard_checkpoints, find_checkpoint
+from zoo.train.checkpoint import discard_checkpoints, find_checkpoint, write_error
 from zoo.train.config import TrainConfig
 from zoo.weights import files as weights
 from zoo.weights.source import RECIPE, RUN_JSON, WEIGHTS, read_run_json
@@ -464,16 +464,35 @@ def write_outputs(
     keep = (*TrainConfig.names(weights=True), "entries")
     extra = {"train": {k: settings[k] for k in keep}}
     out = trainer.out
-    weights.export(
-        trainer.model, out / WEIGHTS, dataset=settings["dataset"], metrics=metrics, extra=extra
-    )
-    write_metrics_csv(out, trainer.state.history)
-    plot_curves(out, trainer.state.history, tasks.TASKS[settings["task"]].primary_metric)
+    history = trainer.state.history
+    metric = tasks.TASKS[settings["task"]].primary_metric
+    _written(out / METRICS_CSV, lambda: write_metrics_csv(out, history))
+    _written(out / CURVES, lambda: plot_curves(out, history, metric))
     if getattr(trainer, "recipe", None) is not None:
-        keep_recipe(out, trainer.recipe)
+        _written(out / RECIPE, lambda: keep_recipe(out, trainer.recipe))
     info = run_info(trainer, status, started, t_start)
     info["result"]["metrics"] = metrics
-    write_run_json(out, info)
+    _written(
+        out / WEIGHTS,
+        lambda: weights.export(
+            trainer.model, out / WEIGHTS, dataset=settings["dataset"], metrics=metrics, extra=extra
+        ),
+    )  # last but run.json: the weights file marks a finished run
+    try:
+        _written(out / RUN_JSON, lambda: write_run_json(out, info))
+    except ZooError:
+        (out / WEIGHTS).unlink(missing_ok=True)  # unrecorded: resuming finishes it again
+        raise
+
+
+def _written(target: Path, write: Any) -> Any:
+    """``write()``; a failure (a full disk, ...) is :func:`write_error`'s line naming ``target``."""
+    try:
+        return write()
+    except Exception as exc:  # OSError, SafetensorError, a WeightsError wrapping one, ...
+        if isinstance(exc, ZooError) and "No space left" not in one_line(exc):
+            raise  # already one line of its own (not a full disk)
+        raise write_error(target, exc) from exc
 
 
 def _dtype_name(dtype: Any) -> str | None:

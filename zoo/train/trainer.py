@@ -41,7 +41,7 @@ from torch.nn.parallel import DistributedDataParallel
 from zoo import api
 from zoo._util.jsonio import jsonable
 from zoo.api import EVAL_BATCH_SIZE, num_classes_of, predict_model
-from zoo.errors import IncompatibleError, UsageError, ZooError
+from zoo.errors import IncompatibleError, UsageError, ZooError, one_line
 from zoo.models import build_model, model_kwargs
 from zoo.runtime import distributed
 from zoo.runtime.batches import TensorBatches, make_batches
@@ -52,19 +52,22 @@ from zoo.runtime.step import evaluate_batches, train_step
 from zoo.runtime.threads import resolve_threads, use_threads
 from zoo.tasks import contracts as tasks
 from zoo.train.checkpoint import (
+    Checkpoint,
+    CorruptCheckpoint,
     capture_rng,
-    checkpoint_epoch,
+    check_fits,
     find_checkpoint,
     load_checkpoint,
-    read_trainer_record,
     restore_rng,
     save_checkpoint,
+    write_error,
 )
 from zoo.train.config import TrainConfig, TrainState
 from zoo.train.optim import create_optimizer, optimizer_kwargs, resolve_optimizer
 from zoo.train.progress import Progress
 from zoo.train.resume import Change, compare_settings, refusal, resolve_config
 from zoo.train.rundir import (
+    RUN_JSON,
     WEIGHTS,
     RunLock,
     claim_run_dir,
@@ -76,7 +79,14 @@ from zoo.train.rundir import (
     write_run_json,
 )
 
-__all__ = ["FitResult", "Trainer", "lower_is_better", "monitor_key", "seed_everything"]
+__all__ = [
+    "FitResult",
+    "Terminated",
+    "Trainer",
+    "lower_is_better",
+    "monitor_key",
+    "seed_everything",
+]
 
 
 @dataclass
@@ -201,6 +211,9 @@ class Trainer:
         self._ready = False
         self.state = TrainState()
         self._changes: list[Change] = []
+        self._checkpoint: Checkpoint | None = None
+        if self.resume is not None and _never_checkpointed(self.resume):
+            self.resume = None  # died before its first checkpoint: it starts again
         if self.resume is not None:
             self._changes = self._check_resume(self.resume)
 
@@ -327,9 +340,10 @@ class Trainer:
     def _check_resume(self, resume: Path) -> list[Change]:
         """Before any work: refuse a resume with nothing left to train, or one that changes a
         setting the checkpoint fixes (``resume="refuse"``); return the changes it applies."""
-        where = find_checkpoint(resume)
-        _check_epochs_left(where, self.config.epochs)
-        record = read_trainer_record(where)
+        self._checkpoint = load_checkpoint(resume)  # all of it checked, before any work
+        where = self._checkpoint.path
+        _check_epochs_left(where, self._checkpoint.epoch, self.config.epochs)
+        record = self._checkpoint.trainer
         try:
             in_run_json = recorded_settings(find_run(resume))  # for checkpoints of zoo 0.1
         except UsageError:
@@ -369,6 +383,34 @@ class Trainer:
             self._claim.release()
             self._claim = None
 
+    def build(self) -> None:
+        """Build the model (seeded) and the loss, and try the loss on one sample-sized batch:
+        what a bad ``model_kwargs`` or ``loss_kwargs`` fails at, as one line, before any data
+        is read or any directory written (``zoo train`` calls it first; ``fit`` if not yet)."""
+        if "loss_fn" in self.__dict__:
+            return
+        seed_everything(self.seed)
+        if self._given_model is not None:
+            model = self._given_model
+        else:
+            entry = self.model_entry  # resolved once: a shared bare name would be ambiguous
+            kwargs = model_kwargs(entry, self.dataset_entry, self.model_kwargs)
+            try:
+                model = build_model(entry, kwargs, dataset=self.dataset)
+            except ZooError:
+                raise
+            except Exception as exc:
+                raise UsageError(
+                    f"model {entry.name!r} cannot be built with {jsonable(kwargs)}: "
+                    f"{one_line(exc, typed=True)}"
+                ) from exc
+        _check_backend(self.config.compile)
+        names = self.qualnames()
+        loss_fn = api.create_loss(names["loss"], **self.loss_kwargs)
+        _try_loss(loss_fn, self.loss_entry.name, self.loss_kwargs, self.task, self.expects,
+                  num_classes_of(self.dataset_entry))  # fmt: skip
+        self.model, self.loss_fn = model, loss_fn
+
     def _setup(self) -> None:
         if self._ready:
             return
@@ -377,16 +419,10 @@ class Trainer:
         self.dist = distributed.setup(self.device)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
-        seed_everything(self.seed)
-        if self._given_model is not None:
-            model = self._given_model
-        else:
-            entry = self.model_entry  # resolved once: a shared bare name would be ambiguous
-            kwargs = model_kwargs(entry, self.dataset_entry, self.model_kwargs)
-            model = build_model(entry, kwargs, dataset=self.dataset)
-        self.model = model.to(self.device)
+        self.build()
+        self.model = self.model.to(self.device)
         names = self.qualnames()
-        self.loss_fn = api.create_loss(names["loss"], **self.loss_kwargs).to(self.device)
+        self.loss_fn = self.loss_fn.to(self.device)
         self.num_classes = num_classes_of(self.dataset_entry)
         data = {"data_dir": self.data_dir, **self.dataset_kwargs}
         train = api.load_dataset(names["dataset"], "train", **data)
@@ -425,7 +461,9 @@ class Trainer:
         self._ready = True
 
     def _load_resume(self) -> None:
-        ckpt = load_checkpoint(self.resume)  # its settings were checked by _check_resume
+        ckpt = self._checkpoint or load_checkpoint(self.resume)  # checked by _check_resume
+        self._checkpoint = None  # its tensors go once they are loaded
+        check_fits(ckpt, self.model, self.optimizer)
         try:
             self.model.load_state_dict(ckpt.model_state, strict=True)
         except RuntimeError as exc:
@@ -436,11 +474,16 @@ class Trainer:
         if ckpt.optimizer_state is not None:
             try:
                 self.optimizer.load_state_dict(ckpt.optimizer_state)
-            except (ValueError, KeyError) as exc:
-                raise UsageError(f"resume: optimizer state does not fit: {exc}") from exc
+            except (ValueError, KeyError, TypeError) as exc:
+                raise CorruptCheckpoint(
+                    f"{ckpt.path}: its optimizer state does not fit ({one_line(exc)})"
+                ) from exc
             for group in self.optimizer.param_groups:  # this run's lr, weight decay, momentum
                 group.update(self._optimizer_kwargs)  # (the state holds the checkpoint's)
-        self.precision_plugin.load_state_dict(ckpt.scaler_state)
+        try:
+            self.precision_plugin.load_state_dict(ckpt.scaler_state)
+        except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+            raise CorruptCheckpoint(f"{ckpt.path}: its GradScaler state ({one_line(exc)})") from exc
         if ckpt.rng is not None:
             restore_rng(ckpt.rng, self.generator)
         state = TrainState.from_checkpoint(ckpt.trainer, ckpt.epoch, str(ckpt.path))
@@ -578,7 +621,7 @@ class Trainer:
             The model, the final test metrics, the history and how training ended. With an
             ``out`` directory (rank 0 under ``torchrun``), the run directory is written too.
         """
-        with use_threads(self.config.threads):
+        with use_threads(self.config.threads), _sigterm_interrupts():
             self.claim_out()
             try:
                 return self._fit()
@@ -594,13 +637,14 @@ class Trainer:
         config, state = self.config, self.state
         progress = Progress(config.epochs, quiet=config.quiet or not d.is_main)
         self._diverged_message = None
+        self._run_clock = (started, t_start)
+        self._checkpointed = len(self.history)  # rows the last checkpoint holds
         state.error = None
         stopped_early = False
-        status = "running"
         state.epoch = state.start_epoch
-        if writer:
-            self._write_run_json(status, started, t_start)
         try:
+            if writer:
+                self._write_run_json("running", started, t_start)
             for epoch in range(state.start_epoch, config.epochs + 1):
                 state.epoch = epoch
                 progress.start_epoch(epoch, len(self.train_batches))
@@ -629,21 +673,21 @@ class Trainer:
                     )
                     break
             status = "stopped_early" if stopped_early else "finished"
+            metrics = self._final_metrics()
+            if writer:
+                self._write_outputs(metrics, status)
         except ZooError as exc:
-            status = "diverged" if self._diverged_message else "failed"
             state.error = str(exc)
-            raise
-        except KeyboardInterrupt:
-            status = "interrupted"
-            raise
+            status = "diverged" if self._diverged_message else "failed"
+            self._stopped(writer, status, exc)
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated)
+            self._stopped(writer, getattr(exc, "status", "interrupted"), exc)
+        except Exception as exc:
+            state.error = one_line(exc, typed=True)
+            self._stopped(writer, "failed", exc)
         finally:
             progress.close()
-            if writer and status != "finished" and status != "stopped_early":
-                self._write_run_json(status, started, t_start)
-        metrics = self._final_metrics()
         seconds = time.perf_counter() - t_start
-        if writer:
-            write_outputs(self, metrics, status, started, t_start)
         distributed.barrier(d)
         distributed.teardown(d)
         self._fit_seconds = seconds
@@ -706,6 +750,30 @@ class Trainer:
     def _save_epoch(self, epoch: int, elapsed: float) -> None:
         with _sigint_deferred():  # Ctrl-C waits until the checkpoint is whole and in place
             self._write_checkpoint(epoch, elapsed)
+            self._checkpointed = len(self.history)
+        self._write_run_json("running", *self._run_clock)  # run.json follows the checkpoint
+
+    def _write_outputs(self, metrics: dict[str, float], status: str) -> None:
+        """The finished run's files (:func:`~zoo.train.rundir.write_outputs`), Ctrl-C held."""
+        with _sigint_deferred():
+            write_outputs(self, metrics, status, *self._run_clock)
+
+    def _stopped(self, writer: bool, status: str, exc: BaseException) -> None:
+        """Record in ``run.json`` how the run ended - as of its last checkpoint, whose epochs
+        are what a resume continues from - then re-raise ``exc``. Best effort: when even that
+        write fails (a full disk), a :class:`ZooError` says so on the same line."""
+        if not writer:
+            raise exc
+        del self.history[self._checkpointed :]  # epochs after the last checkpoint are lost
+        try:
+            with _sigint_deferred():
+                self._write_run_json(status, *self._run_clock)
+        except Exception as failed:
+            if isinstance(exc, KeyboardInterrupt):
+                raise exc from None
+            note = f"the failure could not be recorded in {self.out / RUN_JSON} either"
+            raise ZooError(f"{one_line(exc)}; {note}") from failed
+        raise exc
 
     def _write_checkpoint(self, epoch: int, elapsed: float) -> None:
         save_checkpoint(
@@ -716,12 +784,31 @@ class Trainer:
         write_metrics_csv(self.out, self.history)
 
     def _write_run_json(self, status: str, started: str, t_start: float) -> None:
-        write_run_json(self.out, run_info(self, status, started, t_start))
+        path = self.out / RUN_JSON
+        try:
+            write_run_json(self.out, run_info(self, status, started, t_start))
+        except OSError as exc:
+            raise write_error(path, exc) from exc
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during :meth:`Trainer.fit`: handled like Ctrl-C (the run is recorded as
+    ``killed`` as of its last checkpoint); ``signum`` says which signal it was."""
+
+    status = "killed"
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+_DEFERRED = ("SIGINT", "SIGTERM")
 
 
 @contextmanager
 def _sigint_deferred() -> Iterator[None]:
-    """Hold a SIGINT (Ctrl-C) that arrives inside the block and deliver it on leaving."""
+    """Hold a SIGINT (Ctrl-C) or SIGTERM that arrives inside the block and deliver it on
+    leaving."""
     import signal
     import threading
 
@@ -729,22 +816,51 @@ def _sigint_deferred() -> Iterator[None]:
         yield
         return
     caught: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    signums = [getattr(signal, name) for name in _DEFERRED if hasattr(signal, name)]
+    previous = {n: signal.signal(n, lambda signum, frame: caught.append(signum)) for n in signums}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-    if caught:
-        if callable(previous):
-            previous(signal.SIGINT, None)
-        elif previous == signal.SIG_DFL:
+        for n, handler in previous.items():
+            signal.signal(n, handler)
+    for signum in caught[:1]:
+        handler = previous[signum]
+        if callable(handler):
+            handler(signum, None)
+        elif handler == signal.SIG_DFL and signum == signal.SIGINT:
             raise KeyboardInterrupt
+        elif handler == signal.SIG_DFL:
+            signal.raise_signal(signum)
 
 
-def _check_epochs_left(checkpoint: Path, epochs: int) -> None:
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` (where nobody else handles it), so
+    a terminated run is recorded and left resumable like an interrupted one."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
+        yield
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise Terminated(signum)
+
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous != signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _check_epochs_left(checkpoint: Path, done: int, epochs: int) -> None:
     """Refuse a resume with nothing left to train (``epochs`` is the total, not a count more)."""
-    done = checkpoint_epoch(checkpoint)
-    if done is None or epochs > done:
+    if epochs > done:
         return
     finished = (checkpoint.parent / WEIGHTS).is_file()
     if epochs < done or finished:
@@ -753,6 +869,54 @@ def _check_epochs_left(checkpoint: Path, epochs: int) -> None:
             f"(--epochs is the total; pass more "
             f"than {done} to train further)"
         )
+
+
+def _check_backend(compile: bool | str) -> None:
+    """Refuse a ``compile`` backend torch does not have (before any work)."""
+    if not isinstance(compile, str) or compile == "inductor":
+        return
+    from torch._dynamo import list_backends, lookup_backend
+
+    try:
+        lookup_backend(compile)
+    except Exception:
+        known = ", ".join(list_backends())
+        raise UsageError(
+            f"compile: unknown torch.compile backend {compile!r}; use {known}"
+        ) from None
+
+
+def _try_loss(
+    loss_fn: Any, name: str, kwargs: dict[str, Any], task: str, expects: str, classes: int | None
+) -> None:
+    """Call the loss once on a two-sample batch of the task's shape; an error is one line."""
+    from zoo.tasks import metrics
+
+    n = 2
+    if task == "multiclass":
+        output, target = torch.zeros(n, max(classes or 2, 2)), torch.zeros(n, dtype=torch.long)
+    else:
+        output, target = torch.zeros(n), torch.zeros(n)
+    try:
+        loss_fn(metrics.to_loss_input(expects, task, output), target)
+    except Exception as exc:
+        given = f" with {jsonable(kwargs)}" if kwargs else ""
+        raise UsageError(f"loss {name!r}{given} fails: {one_line(exc, typed=True)}") from exc
+
+
+def _never_checkpointed(resume: Path) -> bool:
+    """Whether ``resume`` is a run that died before its first checkpoint (so it starts again
+    in its own directory rather than being a dead end)."""
+    try:
+        find_checkpoint(resume)
+        return False
+    except UsageError:
+        pass
+    try:
+        run = find_run(resume)
+    except UsageError:
+        return False  # no run at all: resuming it says so
+    return (run / RUN_JSON).is_file() and not (run / WEIGHTS).is_file()
 
 
 class _AnyModel:

@@ -8,6 +8,13 @@ overwritten) and assigns the file's tensors; ``load_weights`` loads a file into 
 built. Nothing is ever unpickled. A malformed file, or one for another architecture, is a
 one-line :class:`~zoo.errors.WeightsError`.
 
+The file is data, never instructions: its header is read with size and depth limits
+(:data:`MAX_HEADER`, :data:`HEADER_DEPTH`; each metadata field is JSON of the type the format
+gives it), the recorded kwargs are checked against the model's signature before it is called,
+and the model built on the ``meta`` device is compared with the header's names, shapes and
+dtypes before any tensor is allocated. A tensor holding NaN, or a parameter holding inf (a
+diverged run), is refused with its name.
+
 A weights file pins what it was made with (``zoo.weights/2``: the ``pins`` field, see
 :func:`read_pins`): the model as ``plugin/name`` with its distribution and version, and the
 dataset and loss when known. ``load`` builds exactly the pinned model entry or fails with one
@@ -21,7 +28,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import math
 import os
+import stat
 import struct
 import threading
 from collections.abc import Iterator, Mapping
@@ -36,16 +45,18 @@ from safetensors.torch import load_file, save_file
 from torch.nn import init
 
 from zoo import __version__
-from zoo._util.atomic import atomic_path, os_reason
+from zoo._util.atomic import atomic_path, write_reason
+from zoo._util.jsonio import JSONLimitError, loads
 from zoo._util.log import get_logger
-from zoo.errors import UsageError, WeightsError, ZooError
+from zoo.errors import WeightsError, ZooError, one_line, short_repr
 from zoo.models import build_model
-from zoo.registry.entries import KINDS, Pin
+from zoo.registry.entries import KINDS, Entry, Pin
 from zoo.registry.plugins import get_registry, pinned_entry
 
 __all__ = [
     "FORMAT",
     "FORMATS",
+    "build_for_file",
     "export",
     "load",
     "load_weights",
@@ -59,11 +70,18 @@ __all__ = [
 FORMAT = "zoo.weights/2"
 FORMATS = ("zoo.weights/1", FORMAT)  # what this zoo reads
 ALIGNMENT = 64  # bytes; what torch's CPU allocator guarantees
-MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
-JSON_FIELDS = ("kwargs", "metrics", "extra", "aliases", "pins")
+MAX_HEADER = 100 * 1024 * 1024  # bytes; safetensors' own limit on the JSON header
+HEADER_DEPTH = 3  # {key: {"shape": [...]}}: metadata values are strings holding JSON
+JSON_FIELDS = ("kwargs", "metrics", "extra", "aliases", "pins")  # each a JSON object
 DTYPE_SIZES = {
     "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2,
     "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
+}  # fmt: skip
+TORCH_DTYPES = {
+    "BOOL": "bool", "U8": "uint8", "I8": "int8", "F8_E5M2": "float8_e5m2",
+    "F8_E4M3": "float8_e4m3fn", "I16": "int16", "U16": "uint16", "F16": "float16",
+    "BF16": "bfloat16", "I32": "int32", "U32": "uint32", "F32": "float32", "I64": "int64",
+    "U64": "uint64", "F64": "float64",
 }  # fmt: skip
 
 
@@ -127,8 +145,8 @@ def export(
     try:
         with atomic_path(path) as tmp:
             save_file(tensors, str(tmp), metadata=header)
-    except OSError as exc:
-        raise WeightsError(f"cannot write {path}: {os_reason(exc, path)}") from None
+    except (OSError, SafetensorError) as exc:
+        raise WeightsError(f"cannot write {path}: {write_reason(exc, path)}") from None
     return path
 
 
@@ -182,10 +200,16 @@ def split_shared(
 
 
 def read_header(path: str | os.PathLike) -> dict[str, Any]:
-    """The raw safetensors JSON header, after checking the file's framing (one-line errors)."""
+    """The raw safetensors JSON header, after checking the file's framing and every field's
+    type: ``__metadata__`` an object of strings, each tensor a known dtype, a list of
+    non-negative integer dims and two integer offsets inside the file (one-line errors)."""
     path = Path(path)
     try:
-        size = path.stat().st_size
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a FIFO or device would block or never end
+            what = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+            raise WeightsError(f"{path} is {what}, not a weights file")
+        size = info.st_size
         with open(path, "rb") as fh:
             head = fh.read(8)
             if len(head) < 8:
@@ -199,36 +223,53 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
             raw = fh.read(length)
     except FileNotFoundError:
         raise WeightsError(f"no such weights file: {path}") from None
-    except IsADirectoryError:
-        raise WeightsError(f"{path} is a directory, not a weights file") from None
+    except OSError as exc:
+        raise WeightsError(f"cannot read {path}: {one_line(exc)}") from None
     try:
-        header = json.loads(raw)
-        if not isinstance(header, dict):
-            raise ValueError("header is not an object")
-    except (UnicodeDecodeError, ValueError) as exc:
+        header = loads(raw, max_bytes=MAX_HEADER, max_depth=HEADER_DEPTH)
+    except JSONLimitError as exc:
         raise WeightsError(f"{path}: corrupt safetensors header ({exc})") from None
+    if not isinstance(header, dict):
+        raise WeightsError(f"{path}: corrupt safetensors header (not a JSON object)")
+    metadata = header.get("__metadata__", {})
+    if not isinstance(metadata, dict):
+        raise WeightsError(
+            f"{path}: corrupt safetensors header (__metadata__ must be an object of strings, "
+            f"not {short_repr(metadata)})"
+        )
+    for key, value in metadata.items():
+        if not isinstance(value, str):
+            raise WeightsError(
+                f"{path}: corrupt safetensors header (__metadata__ {key!r} must be a string, "
+                f"not {short_repr(value)})"
+            )
     data_size = size - 8 - length
     for key, info in header.items():
-        if key == "__metadata__":
-            continue
-        _check_tensor_info(path, key, info, data_size)
+        if key != "__metadata__":
+            _check_tensor_info(path, key, info, data_size)
     return header
 
 
 def _check_tensor_info(path: Path, key: str, info: Any, data_size: int) -> None:
-    try:
-        dtype, shape, (start, end) = info["dtype"], info["shape"], info["data_offsets"]
-    except (TypeError, KeyError, ValueError):
-        raise WeightsError(f"{path}: corrupt safetensors entry for {key!r}") from None
-    if dtype not in DTYPE_SIZES:
-        raise WeightsError(f"{path}: tensor {key!r} has unknown dtype {dtype!r}")
-    numel = 1
-    for dim in shape:
-        numel *= int(dim)
-    if end - start != numel * DTYPE_SIZES[dtype] or start < 0:
+    if not isinstance(info, dict):
+        raise WeightsError(f"{path}: corrupt safetensors entry for {key!r} (not an object)")
+    dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+    if not isinstance(dtype, str) or dtype not in DTYPE_SIZES:
+        raise WeightsError(f"{path}: tensor {key!r} has unknown dtype {short_repr(dtype)}")
+    if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
         raise WeightsError(
-            f"{path}: tensor {key!r} ({dtype} {list(shape)}) does not match its byte range "
-            f"{start}..{end}"
+            f"{path}: tensor {key!r} has shape {short_repr(shape)}; a shape is a list of "
+            "non-negative integers"
+        )
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_count, offsets))):
+        raise WeightsError(
+            f"{path}: tensor {key!r} has data_offsets {short_repr(offsets)}; they are two "
+            "non-negative integers"
+        )
+    start, end = offsets
+    if end - start != math.prod(shape) * DTYPE_SIZES[dtype]:
+        raise WeightsError(
+            f"{path}: tensor {key!r} ({dtype} {shape}) does not match its byte range {start}..{end}"
         )
     if end > data_size:
         raise WeightsError(
@@ -236,41 +277,118 @@ def _check_tensor_info(path: Path, key: str, info: Any, data_size: int) -> None:
         )
 
 
+def _is_count(value: Any) -> bool:
+    return type(value) is int and value >= 0
+
+
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The file's zoo metadata with JSON fields (kwargs, metrics, extra) decoded."""
-    raw = read_header(path).get("__metadata__") or {}
+    """The file's zoo metadata with JSON fields (kwargs, metrics, extra, ...) decoded and
+    checked against the format (see :data:`FIELD_TYPES`): one-line errors."""
+    return _decode_metadata(Path(path), read_header(path))
+
+
+def _decode_metadata(path: Path, header: Mapping[str, Any]) -> dict[str, Any]:
     meta: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key in JSON_FIELDS:
-            try:
-                meta[key] = json.loads(value)
-            except (TypeError, ValueError):
-                raise WeightsError(f"{path}: metadata field {key!r} is not valid JSON") from None
-        else:
+    for key, value in header.get("__metadata__", {}).items():
+        if key not in JSON_FIELDS:
             meta[key] = value
+            continue
+        try:
+            meta[key] = loads(value, max_bytes=MAX_HEADER)
+        except JSONLimitError as exc:
+            raise WeightsError(
+                f"{path}: metadata field {key!r} is not valid JSON ({exc})"
+            ) from None
+        _check_field(path, key, meta[key])
     return meta
 
 
-def _read_tensors(path: Path, device: str = "cpu") -> tuple[dict[str, torch.Tensor], dict]:
+def _check_field(path: Path, key: str, value: Any) -> None:
+    """Refuse a JSON field whose type is not the format's (data is description, not code)."""
+    if not isinstance(value, dict):
+        raise WeightsError(
+            f"{path}: metadata field {key!r} must be an object, not {short_repr(value)}"
+        )
+    if key == "aliases" and not all(isinstance(v, str) for v in value.values()):
+        raise WeightsError(f"{path}: metadata field 'aliases' must map names to tensor names")
+    if key == "metrics" and not all(_is_number(v) for v in value.values()):
+        raise WeightsError(f"{path}: metadata field 'metrics' must map names to numbers")
+    if key == "extra" and "train" in value:
+        train = value["train"]
+        entries = train.get("entries", {}) if isinstance(train, dict) else None
+        if not isinstance(entries, dict) or not all(isinstance(v, str) for v in entries.values()):
+            raise WeightsError(
+                f"{path}: metadata field 'extra': 'train' must be an object whose 'entries' "
+                "map kinds to entry names"
+            )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _file_specs(
+    path: Path, header: Mapping[str, Any], meta: Mapping[str, Any]
+) -> dict[str, tuple[tuple[int, ...], str]]:
+    """``{key: (shape, torch dtype name)}`` of what the file holds, aliases included: what a
+    model is checked against before any tensor is read or allocated."""
+    specs = {
+        key: (tuple(info["shape"]), TORCH_DTYPES[info["dtype"]])
+        for key, info in header.items()
+        if key != "__metadata__"
+    }
+    for alias, target in (meta.get("aliases") or {}).items():
+        if target not in specs:
+            raise WeightsError(f"{path}: alias {alias!r} points to missing tensor {target!r}")
+        specs[alias] = specs[target]
+    return specs
+
+
+def _read_tensors(
+    path: Path, device: str = "cpu", header: Mapping[str, Any] | None = None
+) -> tuple[dict[str, torch.Tensor], dict]:
     """Validated tensors with aliases expanded, and the decoded metadata."""
-    meta = read_metadata(path)
+    path = Path(path)
+    header = read_header(path) if header is None else header
+    meta = _decode_metadata(path, header)
+    _file_specs(path, header, meta)  # the aliases point at stored tensors
     try:
         tensors = load_file(str(path), device=device)
     except SafetensorError as exc:
-        raise WeightsError(f"{path}: invalid safetensors file ({exc})") from None
+        raise WeightsError(f"{path}: invalid safetensors file ({one_line(exc)})") from None
     except (RuntimeError, ValueError) as exc:
-        raise WeightsError(f"{path}: cannot load tensors onto {device!r} ({exc})") from None
+        raise WeightsError(
+            f"{path}: cannot load tensors onto {device!r} ({one_line(exc)})"
+        ) from None
+    except OSError as exc:
+        raise WeightsError(f"cannot read {path}: {one_line(exc)}") from None
     # Tensors read from the file are views at arbitrary byte offsets; some CPU kernels pick
     # another (differently rounding) path for unaligned data, so give those their own memory.
     tensors = {k: v.clone() if v.data_ptr() % ALIGNMENT else v for k, v in tensors.items()}
-    aliases = meta.get("aliases") or {}
-    if not isinstance(aliases, dict):
-        raise WeightsError(f"{path}: metadata field 'aliases' must be an object")
-    for alias, target in aliases.items():
-        if target not in tensors:
-            raise WeightsError(f"{path}: alias {alias!r} points to missing tensor {target!r}")
+    for alias, target in (meta.get("aliases") or {}).items():
         tensors[alias] = tensors[target]
     return tensors, meta
+
+
+def _check_finite(
+    path: Path, tensors: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor]
+) -> None:
+    """Refuse NaN in any tensor and inf in a parameter, naming the tensor (a diverged run's
+    weights predict nonsense). A buffer may hold inf (an attention mask does)."""
+    for key, tensor in tensors.items():
+        if not tensor.is_floating_point() or bool(torch.isfinite(tensor).all()):
+            continue
+        nan = int(torch.isnan(tensor).sum())
+        if nan:
+            what = f"{nan} NaN value{'s' if nan > 1 else ''}"
+        elif isinstance(expected.get(key), torch.nn.Parameter):
+            what = "infinite values"
+        else:
+            continue
+        raise WeightsError(
+            f"{path}: tensor {key!r} holds {what}; refusing to load it (the run that wrote it "
+            "probably diverged)"
+        )
 
 
 # ---------------------------------------------------------------- loading
@@ -279,15 +397,19 @@ def _read_tensors(path: Path, device: str = "cpu") -> tuple[dict[str, torch.Tens
 def load_weights(model: torch.nn.Module, path: str | os.PathLike) -> None:
     """Load a safetensors file into ``model`` (strict: keys, shapes and dtypes must fit).
 
-    Floating-point tensors stored in another dtype than the model's are cast to the model's,
-    with a one-line warning; one that would overflow it, or an integer/float mismatch, is a
-    one-line :class:`~zoo.errors.WeightsError`.
+    The fit is checked against the file's header before any tensor is read. Floating-point
+    tensors stored in another dtype than the model's are cast to the model's, with a one-line
+    warning; one that would overflow it, an integer/float mismatch, or a tensor holding NaN
+    (or a parameter holding inf) is a one-line :class:`~zoo.errors.WeightsError`.
     """
     path = Path(path)
+    header = read_header(path)
+    meta = _decode_metadata(path, header)
+    expected = model.state_dict(keep_vars=True)
+    _check_fit(path, meta, expected, _file_specs(path, header, meta), model_name=_spec_name(model))
     device = _model_device(model)
-    tensors, meta = _read_tensors(path, "cpu" if device in (None, "meta") else device)
-    expected = model.state_dict()
-    _check_fit(path, meta, expected, tensors, model_name=_spec_name(model))
+    tensors, _ = _read_tensors(path, "cpu" if device in (None, "meta") else device, header)
+    _check_finite(path, tensors, expected)
     wanted = {k: v.dtype for k, v in expected.items()}
     tensors = _cast_floats(path, tensors, wanted, "the model's dtype")
     on_meta = any(t.is_meta for t in expected.values())
@@ -300,19 +422,24 @@ def load_weights(model: torch.nn.Module, path: str | os.PathLike) -> None:
 def load(path: str | os.PathLike, device: str = "cpu") -> torch.nn.Module:
     """Rebuild the model a zoo weights file was exported from, in eval mode, on ``device``.
 
-    The model is built on the ``meta`` device (skipping random initialisation) and the file's
-    tensors are assigned in place; a model that cannot be built that way is built normally.
-    Tied parameters stay tied. A model recorded as flattening its inputs (a features model
-    trained on images) is rebuilt so.
+    The model is built on the ``meta`` device (skipping random initialisation) and checked
+    against the file's header - names, shapes, dtypes - before any tensor is read or
+    allocated; the file's tensors are then assigned in place. A model that cannot be built
+    that way is built normally. The recorded kwargs are checked against the target's
+    signature before it is called (:func:`zoo.models.check_kwargs`). Tied parameters stay
+    tied. A model recorded as flattening its inputs (a features model trained on images) is
+    rebuilt so.
 
     Floating-point tensors come in the dtype the metadata records for the model (``dtype``:
     ``float32``, ``bfloat16``, ...; ``mixed``: each as stored); a file that records none
     (written before zoo recorded it) loads in the dtype the model is built in. A stored
     tensor in another dtype is cast, with a one-line warning; one the cast would overflow,
-    or a ``dtype`` zoo does not know, is a one-line :class:`~zoo.errors.WeightsError`.
+    a ``dtype`` zoo does not know, or a tensor holding NaN (a parameter holding inf) is a
+    one-line :class:`~zoo.errors.WeightsError`.
     """
     path = Path(path)
-    tensors, meta = _read_tensors(path, device)
+    header = read_header(path)
+    meta = _decode_metadata(path, header)
     if not meta.get("model"):
         why = (
             "was exported from a module not built by zoo.create_model, so it names no model entry"
@@ -323,27 +450,16 @@ def load(path: str | os.PathLike, device: str = "cpu") -> torch.nn.Module:
             f"{path} {why}; zoo.load cannot rebuild it: build the model yourself and use "
             "zoo.weights.load_weights(model, path)"
         )
-    kwargs = meta.get("kwargs") or {}
-    if not isinstance(kwargs, dict):
-        raise WeightsError(f"{path}: metadata field 'kwargs' must be an object")
     entry = _model_entry(meta, path)
-    target = entry.load()  # import outside the meta-device context
-    del target
-    dataset = meta.get("dataset")
-    flatten = _recorded_flatten(path, meta)
+    how = {"dataset": meta.get("dataset"), "flatten": _recorded_flatten(path, meta)}
     recorded = _recorded_dtype(path, meta)
-    try:
-        with torch.device("meta"), _no_init_on_meta():
-            model = build_model(entry, kwargs, dataset=dataset, flatten=flatten)
-    except UsageError:
-        raise
-    except Exception:  # a constructor that cannot run on meta tensors: build it for real
-        model = None
-    on_meta = model is not None
-    if model is None:
-        model = build_model(entry, kwargs, dataset=dataset, flatten=flatten)
-    expected = model.state_dict()
-    _check_fit(path, meta, expected, tensors, model_name=entry.name)
+    specs = _file_specs(path, header, meta)
+    kwargs = meta.get("kwargs") or {}
+    model, on_meta = _build(entry, kwargs, str(path), how)
+    expected = model.state_dict(keep_vars=True)
+    _check_fit(path, meta, expected, specs, model_name=entry.name)
+    tensors, _ = _read_tensors(path, device, header)
+    _check_finite(path, tensors, expected)
     tensors = _cast_floats(path, tensors, *_wanted_dtypes(recorded, expected, tensors))
     ties = _ties(model)
     model.load_state_dict(tensors, strict=True, assign=True)
@@ -351,7 +467,7 @@ def load(path: str | os.PathLike, device: str = "cpu") -> torch.nn.Module:
     if on_meta and any(t.is_meta for t in [*model.parameters(), *model.buffers()]):
         # e.g. a non-persistent buffer the file cannot fill: build it for real
         on_meta = False
-        model = build_model(entry, kwargs, dataset=dataset, flatten=flatten)
+        model = build_model(entry, kwargs, source=str(path), **how)
         ties = _ties(model)
         model.load_state_dict(tensors, strict=True, assign=True)
         _retie(model, ties)
@@ -363,6 +479,40 @@ def load(path: str | os.PathLike, device: str = "cpu") -> torch.nn.Module:
         {"metrics": meta.get("metrics") or {}, "source": str(path), "created": meta.get("created")}
     )
     return model.eval()
+
+
+def _build(
+    entry: Entry, kwargs: dict[str, Any], source: str, how: dict[str, Any]
+) -> tuple[torch.nn.Module, bool]:
+    """The model built on the ``meta`` device (no allocation, no random initialisation), and
+    whether it is; a constructor that cannot run on meta tensors is built for real, and that
+    build reports any error of its own (kwargs are checked first, both times)."""
+    entry.load()  # import outside the meta-device context
+    try:
+        with torch.device("meta"), _no_init_on_meta():
+            return build_model(entry, kwargs, source=source, **how), True
+    except Exception:
+        return build_model(entry, kwargs, source=source, **how), False
+
+
+def build_for_file(
+    entry: Entry, kwargs: dict[str, Any], path: str | os.PathLike, *, source: str,
+    dataset: str | None = None,
+) -> torch.nn.Module:  # fmt: skip
+    """Build ``entry`` with ``kwargs`` (from ``source``, e.g. an index entry) and load the
+    weights file ``path`` into it, as :func:`load_weights` does: built on the ``meta`` device
+    and checked against the file's header first, so kwargs that do not fit the file cost no
+    allocation."""
+    path = Path(path)
+    model, on_meta = _build(entry, kwargs, source, {"dataset": dataset})
+    try:
+        load_weights(model, path)
+        if on_meta and any(t.is_meta for t in [*model.parameters(), *model.buffers()]):
+            model = build_model(entry, kwargs, source=source, dataset=dataset)
+            load_weights(model, path)
+    except WeightsError as exc:
+        raise WeightsError(f"{source}: {exc}") from None
+    return model
 
 
 # torch.nn.init's in-place initialisers; on meta tensors they run through slow Python
@@ -478,14 +628,15 @@ def _pins(spec: Any, dataset: str | None, extra: dict[str, Any] | None) -> dict[
 def _check_fit(
     path: Path,
     meta: dict[str, Any],
-    expected: dict[str, torch.Tensor],
-    tensors: dict[str, torch.Tensor],
+    expected: Mapping[str, torch.Tensor],
+    specs: Mapping[str, tuple[tuple[int, ...], str]],
     *,
     model_name: str | None,
 ) -> None:
-    """Raise one line naming missing/unexpected keys, or the first shape or dtype mismatch."""
-    missing = [k for k in expected if k not in tensors]
-    unexpected = [k for k in tensors if k not in expected]
+    """Raise one line naming missing/unexpected keys, or the first shape or dtype mismatch
+    between the model's state and the file's ``{key: (shape, dtype name)}``."""
+    missing = [k for k in expected if k not in specs]
+    unexpected = [k for k in specs if k not in expected]
     whose = f" (the file is for {meta['model']!r})" if meta.get("model") else ""
     target = f"model {model_name!r}" if model_name else "this model"
     if missing or unexpected:
@@ -496,16 +647,16 @@ def _check_fit(
             parts.append(f"unexpected keys: {_few(unexpected)}")
         raise WeightsError(f"{path} does not fit {target}{whose}: {'; '.join(parts)}")
     for key, want in expected.items():
-        have = tensors[key]
-        if tuple(have.shape) != tuple(want.shape):
+        shape, dtype = specs[key]
+        if shape != tuple(want.shape):
             raise WeightsError(
-                f"{path} does not fit {target}{whose}: {key!r} has shape {list(have.shape)}, "
+                f"{path} does not fit {target}{whose}: {key!r} has shape {list(shape)}, "
                 f"model expects {list(want.shape)}"
             )
-        if have.dtype != want.dtype and not (have.is_floating_point() and want.is_floating_point()):
+        floats = getattr(torch, dtype).is_floating_point and want.is_floating_point()
+        if dtype != _name(want.dtype) and not floats:
             raise WeightsError(
-                f"{path}: tensor {key!r} has dtype {str(have.dtype).removeprefix('torch.')}, "
-                f"model expects {str(want.dtype).removeprefix('torch.')}"
+                f"{path}: tensor {key!r} has dtype {dtype}, model expects {_name(want.dtype)}"
             )
 
 

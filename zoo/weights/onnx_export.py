@@ -14,9 +14,27 @@ from zoo.errors import UsageError, ZooError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["OPSET", "example_shape", "export_onnx", "parse_shape"]
+__all__ = ["OPSET", "check_opset", "example_shape", "export_onnx", "opsets", "parse_shape"]
 
 OPSET = 17
+
+
+def opsets() -> tuple[int, int]:
+    """The lowest and highest opset torch's ONNX exporter (the TorchScript one zoo uses)
+    writes; ``(7, OPSET)`` where this torch does not say."""
+    try:
+        from torch.onnx import _constants as known
+
+        return known.ONNX_MIN_OPSET, known.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
+    except (ImportError, AttributeError):
+        return 7, OPSET
+
+
+def check_opset(opset: int) -> None:
+    """Refuse an opset the exporter cannot write, before any work (one-line UsageError)."""
+    low, high = opsets()
+    if not low <= opset <= high:
+        raise UsageError(f"ONNX opset {opset} is not supported: use {low} to {high}")
 
 
 def example_shape(model: torch.nn.Module, dataset: str | None = None) -> tuple[int, ...]:
@@ -58,6 +76,7 @@ def export_onnx(
 
     if importlib.util.find_spec("onnx") is None:
         raise UsageError("ONNX export needs the onnx package: pip install 'zoo[onnx]'")
+    check_opset(opset)
     shape = tuple(input_shape) if input_shape else example_shape(model)
     model = model.eval()
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
@@ -72,6 +91,8 @@ def export_onnx(
                     input_names=["input"], output_names=["output"],
                     dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
                 )  # fmt: skip
+            except OSError:
+                raise  # writing the file failed: named below
             except Exception as exc:  # exporter failures are many and varied
                 raise ZooError(f"ONNX export failed: {type(exc).__name__}: {exc}") from exc
             if check and importlib.util.find_spec("onnxruntime") is not None:

@@ -10,11 +10,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RECIPE", "RUN_JSON", "WEIGHTS", "read_run_json", "resolve_weights"]
+__all__ = ["MAX_RUN_JSON", "RECIPE", "RUN_JSON", "WEIGHTS", "read_run_json", "resolve_weights"]
 
 RUN_JSON = "run.json"
+RUN_JSON_MAX = 64 << 20  # a run.json holds settings and per-epoch history: a few KB to MB
 WEIGHTS = "model.safetensors"
 RECIPE = "recipe.toml"
+MAX_RUN_JSON = 16 * 1024 * 1024  # bytes of a run.json zoo reads
 
 
 def resolve_weights(source: str | os.PathLike) -> Path:
@@ -36,14 +38,13 @@ def resolve_weights(source: str | os.PathLike) -> Path:
 
 def read_run_json(run_dir: str | os.PathLike) -> dict[str, Any]:
     """A run's ``run.json``; a corrupt or unreadable file is a one-line error naming it."""
-    import json
-
+    from zoo._util.jsonio import JSONLimitError, read_json
     from zoo.errors import UsageError
 
     path = Path(run_dir) / RUN_JSON
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        data = read_json(path, max_bytes=MAX_RUN_JSON)
+    except JSONLimitError as exc:
         raise UsageError(f"{path} is not valid JSON ({exc})") from None
     if not isinstance(data, dict):
         raise UsageError(f"{path} is not a JSON object")
