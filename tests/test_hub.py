@@ -243,3 +243,15 @@ def test_hub_listing_stays_light(published):
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_export_takes_a_pretrained_entry_name_as_evaluate_does(tmp_path, monkeypatch):
+    # one resolver for RUN|WEIGHTS|ENTRY: `zoo export tinyvgg.digits` as `zoo evaluate` takes it
+    monkeypatch.chdir(tmp_path)
+    result = _invoke("export", "tinyvgg.digits", "-o", "digits.safetensors")
+    assert result.exit_code == 0, result.output
+    exported = zoo.load(tmp_path / "digits.safetensors")
+    reference = zoo.create_model("tinyvgg", pretrained="digits")
+    assert exported.state_dict().keys() == reference.state_dict().keys()
+    for name, tensor in reference.state_dict().items():
+        assert torch.equal(exported.state_dict()[name], tensor), name

@@ -1,4 +1,4 @@
-"""The checks of numbers a user gives: counts (batch size, epochs, threads) and seconds."""
+"""The checks of numbers a user gives: counts (batch size, epochs, threads), seeds, seconds."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ from typing import Any
 
 from zoo.errors import UsageError
 
-__all__ = ["env_seconds", "positive_int"]
+__all__ = ["SEEDS", "env_seconds", "positive_int", "seed_int"]
+
+#: The seeds ``torch.manual_seed`` takes.
+SEEDS = (-(2**63), 2**64 - 1)
 
 
 def positive_int(value: Any, what: str, *, text: bool = False) -> int:
@@ -41,4 +44,12 @@ def env_seconds(name: str, default: float, *, zero: bool = False) -> float:
     if not (math.isfinite(value) and (value > 0 or (zero and value == 0))):
         kind = "0 or more" if zero else "more than 0"
         raise UsageError(f"${name} must be a number of seconds ({kind}), got {raw!r}")
+    return value
+
+
+def seed_int(value: Any) -> int:
+    """``value`` as a seed torch takes (an int within :data:`SEEDS`), else ``UsageError``."""
+    low, high = SEEDS
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise UsageError(f"seed must be an integer from {low} to {high}, got {value!r}")
     return value

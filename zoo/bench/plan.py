@@ -24,7 +24,7 @@ from typing import Any
 
 from zoo import api
 from zoo._util.jsonio import JSONLimitError, loads
-from zoo._util.values import positive_int
+from zoo._util.values import positive_int, seed_int
 from zoo.bench.environment import environment
 from zoo.bench.report import BenchResult
 from zoo.bench.rows import MODES, ROW_MARKER, Combo, Settings, empty_row
@@ -33,7 +33,6 @@ from zoo.registry.entries import normalize_name
 from zoo.registry.plugins import get_registry
 from zoo.runtime.device import best_device, parse_device, parse_precision, unavailable_reason
 from zoo.tasks import contracts as tasks
-from zoo.train.config import SEEDS
 
 __all__ = [
     "ROW_MAX_BYTES",
@@ -123,7 +122,7 @@ def bench(
     settings = Settings(
         epochs=positive_int(epochs, "epochs"),
         lr=_positive_float(lr, "learning rate"),
-        seed=_seed(seed),
+        seed=seed_int(seed),
         min_run_time=_positive_float(min_run_time, "min_run_time"),
         warmup=None if warmup is None else _positive_float(warmup, "warmup", zero=True),
         export_dir=None if export_dir is None else str(export_dir),
@@ -377,14 +376,6 @@ def _positive_float(value: Any, what: str, *, zero: bool = False) -> float:
     if not math.isfinite(number):
         raise UsageError(f"{what} must be a finite number, got {value!r}")
     return number
-
-
-def _seed(value: Any) -> int:
-    """A seed torch takes (:data:`zoo.train.config.SEEDS`), else a one-line UsageError."""
-    low, high = SEEDS
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise UsageError(f"seed must be an integer from {low} to {high}, got {value!r}")
-    return value
 
 
 # -- progress --------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ import click
 from zoo._util.log import get_logger
 from zoo.cli.output import echo_json, echo_table, split_csv
 from zoo.errors import UsageError
-from zoo.weights.source import resolve_weights
 
 logger = get_logger(__name__)
 
@@ -17,7 +16,7 @@ SUFFIXES = {"safetensors": ".safetensors", "onnx": ".onnx"}
 
 
 @click.command("export")
-@click.argument("source", metavar="RUN|WEIGHTS")
+@click.argument("source", metavar="RUN|WEIGHTS|ENTRY")
 @click.option(
     "--format", "fmt", type=click.Choice(list(SUFFIXES)), default=None,
     help="Output format. Default: from -o's extension (.onnx), else safetensors.",
@@ -37,14 +36,15 @@ def export_cmd(
     input_shape: str | None,
     opset: int,
 ) -> None:
-    """Export a run's (or a weights file's) model as safetensors or ONNX.
+    """Export a run's, a weights file's or a pretrained entry's model as safetensors or ONNX.
 
     The file goes to -o PATH, else to MODEL-DATASET.safetensors (or MODEL-DATASET.onnx) in the
     current directory; an existing file is only replaced with --force. Prints the path.
     """
+    from zoo import api
     from zoo.weights import files as weights
 
-    src = resolve_weights(source)
+    src = api.resolve_weights(source)
     suffix = Path(output).suffix.lower() if output else ""
     fmt = fmt or ("onnx" if suffix == ".onnx" else "safetensors")
     other = next((f for f, s in SUFFIXES.items() if s == suffix and f != fmt), None)

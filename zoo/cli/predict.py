@@ -33,7 +33,7 @@ _threads_option = click.option("--threads", type=int, help=TrainConfig.meta("thr
 )
 @click.option("--split", default="test", show_default=True)
 @click.option("--loss", help="Loss to report (default: the run's on its dataset, else by task).")
-@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--batch-size", type=int, default=api.EVAL_BATCH_SIZE, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option(
     "--dataset-arg", multiple=True, metavar="KEY=VALUE", help="Dataset kwarg (JSON value)."
@@ -78,7 +78,7 @@ def evaluate_cmd(
 )
 @click.option("--key", help="Tensor name in a .safetensors input holding several.")
 @click.option("--raw", is_flag=True, help="Model outputs (logits/values) instead of labels.")
-@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--batch-size", type=int, default=api.EVAL_BATCH_SIZE, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @_threads_option
 def predict_cmd(

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from zoo._util.values import positive_int
 from zoo.errors import UsageError
 
 __all__ = [
@@ -35,8 +36,7 @@ __all__ = [
 
 def shard_bounds(n: int, batch_size: int, rank: int = 0, world: int = 1) -> list[tuple[int, int]]:
     """``(start, end)`` in permutation order of this rank's slice of every global batch."""
-    if batch_size < 1:
-        raise UsageError(f"batch size must be at least 1, got {batch_size}")
+    positive_int(batch_size, "batch size")
     global_batch = batch_size * world
     bounds = []
     for k in range(math.ceil(n / global_batch)):

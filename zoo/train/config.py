@@ -27,16 +27,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from zoo._util.values import positive_int
+from zoo._util.values import positive_int, seed_int
 from zoo.errors import UsageError
 
-__all__ = ["DERIVED", "RESUME", "SEEDS", "TrainConfig", "TrainState", "setting", "type_name"]
+__all__ = ["DERIVED", "RESUME", "TrainConfig", "TrainState", "setting", "type_name"]
 
 # Keys ``run.json``'s ``settings`` holds besides the config's fields: worked out from them.
 DERIVED = ("task", "entries")
-
-# The seeds torch accepts (what torch.manual_seed takes).
-SEEDS = (-(2**63), 2**64 - 1)
 
 # What a resumed run does with a setting (the ``resume`` of :func:`setting`).
 RESUME = {
@@ -243,9 +240,7 @@ class TrainConfig:
             raise UsageError(f"patience must be at least 1 epoch, got {patience}")
         if workers is not None and (isinstance(workers, bool) or workers < 0):
             raise UsageError(f"workers must be 0 or more, got {workers!r}")
-        seed = self.seed
-        if isinstance(seed, bool) or not isinstance(seed, int) or not SEEDS[0] <= seed <= SEEDS[1]:
-            raise UsageError(f"seed must be an integer from {SEEDS[0]} to {SEEDS[1]}, got {seed!r}")
+        seed_int(self.seed)
 
 
 @dataclass
