@@ -86,6 +86,18 @@ fi
 # 4. compare (a file with itself: nothing regressed, exit 0).
 run compare "$PY" -m zoo bench compare "$OUT/bench_modes.json" "$OUT/bench_modes.json"
 
+# 4b. Synthetic input at the models' declared 224x224 (FLOPs, %peak), channels-last, compile
+#     (one small infer row: compiling costs tens of seconds), and merge of two results.
+run bench_synthetic "$PY" -m zoo bench --model resnet18,mobilenet-v3-small --device "$DEV" \
+    --precision fp32,bf16 --mode infer,train --batch-size 32 --json "$OUT/bench_synthetic.json"
+run bench_chlast "$PY" -m zoo bench --model resnet18 --device "$DEV" --precision bf16 \
+    --mode infer,train --batch-size 32 --channels-last --json "$OUT/bench_chlast.json"
+run bench_compile "$PY" -m zoo bench --model resnet18 --device "$DEV" --precision bf16 \
+    --mode infer --batch-size 32 --compile --channels-last --json "$OUT/bench_compile.json"
+run bench_merge "$PY" -m zoo bench merge "$OUT/bench_synthetic.json" "$OUT/bench_chlast.json" \
+    "$OUT/bench_compile.json" --json "$OUT/bench_merged.json" --plot "$OUT/bench_merged.png"
+cat "$OUT/bench_merge.txt"
+
 # 5. The trainer on the device.
 run train "$PY" -m zoo train --model tinyvgg --dataset digits --device "$DEV" --precision bf16 \
     --epochs 2 --out "$OUT/train_run" --json
@@ -195,6 +207,30 @@ if dev == "cuda":
     check("bench_oom exit 0", lambda: exit_ok("bench_oom"))
     check("oom decays the batch size", oom_decayed)
 check("compare of a file with itself exits 0", lambda: exit_ok("compare"))
+
+
+def resnet_gmacs():
+    # torchvision's resnet18 at 224x224: 1.82 GMACs a sample (forward)
+    got = [r["gmacs"] / r["effective_batch_size"] for r in rows("bench_synthetic")
+           if r["model"] == "resnet18" and r["mode"] == "infer"]
+    return got and all(1.7 < g < 1.95 for g in got), got
+
+
+for name in ("bench_synthetic", "bench_chlast", "bench_compile", "bench_merge"):
+    check(f"{name} exit 0", lambda name=name: exit_ok(name))
+for name in ("bench_synthetic", "bench_chlast", "bench_compile"):
+    check(f"{name} no row errors", lambda name=name: no_errors(name))
+check("synthetic rows record their input", lambda: all(
+    r["input"] == "synthetic" and r["input_shape"] == [3, 224, 224]
+    for r in rows("bench_synthetic")))
+check("resnet18 GMACs from the flop counter", resnet_gmacs)
+if dev == "cuda":
+    check("%peak on the device's rows", lambda: all(
+        r["peak_fraction"] is not None and 0 < r["peak_fraction"] < 1
+        for r in on_dev("bench_synthetic")), [r["device_name"] for r in on_dev("bench_synthetic")])
+check("channels-last rows say so", lambda: all(r["channels_last"] for r in rows("bench_chlast")))
+check("compiled rows say so", lambda: all(
+    r["compile"] and r["compile_mode"] == "default" for r in rows("bench_compile")))
 check("zoo train on the device exits 0", lambda: exit_ok("train"))
 check("harness_accuracy exits 0", lambda: exit_ok("harness_accuracy"))
 
@@ -205,6 +241,14 @@ try:
     figures["infer_samples_per_s"] = {
         f"{r['device']} {r['precision']} b{r['batch_size']}": r["samples_per_s"]
         for r in modes if r["mode"] == "infer"
+    }
+    figures["synthetic"] = {
+        f"{r['model']} {r['mode']} {r['precision']} b{r['batch_size']}"
+        f"{' chlast' * bool(r['channels_last'])}{' compile' * bool(r['compile'])}": {
+            k: r[k] for k in ("samples_per_s", "gmacs", "flops_per_s", "peak_fraction")
+        }
+        for name in ("bench_synthetic", "bench_chlast", "bench_compile")
+        for r in rows(name)
     }
 except Exception as exc:
     print(f"(figures incomplete: {exc})")

@@ -25,6 +25,7 @@ ZOO_ENV = (
     "ZOO_TRACE_PLUGINS",
     "ZOO_REGISTRY",
     "ZOO_OFFLINE",
+    "ZOO_MIRROR",
     "ZOO_DATA",
     "ZOO_DEBUG",
 )

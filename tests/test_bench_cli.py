@@ -40,7 +40,7 @@ def test_done_when_runs_only_compatible_pairs_and_writes_three_files(done_when):
     result, out = done_when
     assert result.exit_code == 0, result.output
     data = json.loads((out / "out.json").read_text())
-    assert data["schema"] == SCHEMA == 2  # issue 10 item 8 bumped it from 1
+    assert data["schema"] == SCHEMA == 3  # issue 10 item 8: 2; issue 13: 3 (key fields)
     assert {"environment", "rows", "skipped", "config"} <= set(data)
     pairs = {(r["model"], r["dataset"]) for r in data["rows"]}
     assert pairs == {

@@ -109,7 +109,7 @@ def test_create_model_pretrained_from_a_registry(published, monkeypatch):
     with torch.inference_mode():
         assert torch.equal(loaded.eval()(x), model(x))
     assert "mlp" in zoo.list_models(pretrained=True)
-    assert "resnet50" not in zoo.list_models(pretrained=True)
+    assert "fashion-v0" not in zoo.list_models(pretrained=True)
     with pytest.raises(zoo.UsageError, match="unknown pretrained entry 'mlp.tset'; did you mean"):
         zoo.create_model("mlp", pretrained="tset")
 

@@ -260,8 +260,9 @@ def test_load_and_predict_give_the_trained_models_outputs_on_images_and_on_flat_
         np.testing.assert_allclose(loaded(X).double().numpy(), reference, rtol=1e-5, atol=1e-5)
     labels = reference.argmax(1)
     flat = X.reshape(len(X), -1).numpy()  # digits as scikit-learn users know it: 64 features
-    assert np.array_equal(zoo.predict(digits_run, flat).numpy(), labels)
-    assert np.array_equal(zoo.predict(digits_run, X).numpy(), labels)
+    # X is load_dataset's (already transformed): transform=False
+    assert np.array_equal(zoo.predict(digits_run, flat, transform=False).numpy(), labels)
+    assert np.array_equal(zoo.predict(digits_run, X, transform=False).numpy(), labels)
     bare = zoo.create_model("mlp", in_features=64, num_classes=10)
     weights.load_weights(bare, digits_run / "model.safetensors")  # the keys fit the bare model
     with torch.inference_mode():

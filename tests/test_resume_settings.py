@@ -157,6 +157,10 @@ def test_every_setting_says_what_a_resume_does_with_it():
     policies = {name: TrainConfig.meta(name)["resume"] for name in TrainConfig.names()}
     assert set(policies.values()) <= set(RESUME)
     refused = {name for name, policy in policies.items() if policy == "refuse"}
-    assert refused == {"model", "dataset", "optimizer", "seed", "model_kwargs", "dataset_kwargs"}
+    own_data = {"target", "labels", "task", "image_size", "test_fraction", "val_fraction"}
+    assert refused == {
+        "model", "dataset", "optimizer", "seed", "model_kwargs", "dataset_kwargs", *own_data,
+        "scheduler", "warmup_epochs", "accumulate",  # the schedule and step count are the run's
+    }  # fmt: skip
     assert set(TrainConfig.names(fingerprint=True)) == refused
     assert {name for name, policy in policies.items() if policy == "session"} == {"quiet"}

@@ -104,12 +104,13 @@ def test_predict_from_npy_csv_and_safetensors(run_dir, tmp_path):
     np.savetxt(tmp_path / "x.csv", X.numpy(), delimiter=",", header="a,b", comments="")
     save_file({"x": X}, tmp_path / "x.safetensors")
     for name in ("x.npy", "x.csv", "x.safetensors"):
-        result = zoo_cli("predict", run_dir, "--input", tmp_path / name)
+        result = zoo_cli("predict", run_dir, "--input", tmp_path / name, "--no-transform")
         assert result.exit_code == 0, result.output
         labels = [int(line) for line in result.stdout.split()]
         assert labels == expected.tolist(), name
     out = tmp_path / "pred.npy"
-    result = zoo_cli("predict", run_dir / "model.safetensors", "-i", tmp_path / "x.npy", "-o", out)
+    result = zoo_cli("predict", run_dir / "model.safetensors", "-i", tmp_path / "x.npy", "-o", out,
+                     "--no-transform")  # fmt: skip
     assert result.exit_code == 0
     assert np.load(out).tolist() == expected.tolist()
 

@@ -42,7 +42,9 @@ def sample(name: str):
     default = TrainConfig.default(name)
     if default is not None:
         return default
-    return {"str | None": "x", "int | None": 1}[str(hint).replace("typing.", "")]
+    return {"str | None": "x", "int | None": 1, "float | None": 1.0}[
+        str(hint).replace("typing.", "")
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +100,8 @@ def test_every_flag_of_zoo_train_is_still_there_with_its_default():
 def test_weights_keep_the_settings_marked_for_them(run):
     meta = zoo.weights.read_metadata(run / "model.safetensors")
     kept = meta["extra"]["train"]
-    assert set(kept) == {*TrainConfig.names(weights=True), "entries"}
+    assert set(kept) == {*TrainConfig.names(weights=True), "entries", "data"}
+    assert kept["data"] is None  # a registered dataset: no data of the user's
 
 
 # -- the Trainer's keywords ----------------------------------------------------------------------

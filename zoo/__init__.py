@@ -24,6 +24,7 @@ _LAZY = {
     "load_dataset": "zoo.api",
     "evaluate": "zoo.api",
     "predict": "zoo.api",
+    "transforms": "zoo.api",
     "Trainer": "zoo.train",
     "bench": "zoo.bench",
     "export": "zoo.weights",

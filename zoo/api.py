@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
+    from zoo.weights.preprocess import Transform
+
 __all__ = [
     "EVAL_BATCH_SIZE",
     "SPLITS",
@@ -48,6 +50,7 @@ __all__ = [
     "predict_model",
     "resolve_weights",
     "shape_inputs",
+    "transforms",
 ]
 
 logger = get_logger(__name__)
@@ -99,9 +102,15 @@ def info(name: str) -> dict[str, Any]:
     registry = get_registry()
     found = registry.find(name)
     if not found and "." in name:
+        from zoo.hub import cache
         from zoo.hub import index as hub
 
-        return hub.get_pretrained(name).to_dict()
+        pretrained = hub.get_pretrained(name)
+        out = pretrained.to_dict()
+        pins = [cache.first_use(f) for f in pretrained.files if f.prefix_only]
+        if any(pins):  # trust on first use: what the first download hashed to
+            out["first_use"] = [p for p in pins if p]
+        return out
     if not found:
         raise UnknownNameError(registry.unknown_message(name))
     for kind in {e.kind for e in found}:
@@ -130,7 +139,7 @@ def _describe(entry: Entry) -> dict[str, Any]:
 
 
 def create_model(
-    name: str, pretrained: str | None = None, *, dataset: str | None = None, **kwargs: Any
+    name: str, pretrained: str | bool | None = None, *, dataset: str | None = None, **kwargs: Any
 ) -> torch.nn.Module:
     """Build a registered model.
 
@@ -139,23 +148,32 @@ def create_model(
     ``pretrained="tag"`` builds with the pretrained entry's kwargs and loads its weights
     (fetched and verified into the cache first): the entry ``NAME.tag`` published for exactly
     this model entry (``create_model("dup/mlp", pretrained="circles")`` is ``dup/mlp.circles``);
-    an entry of that name for another model is refused with one line.
+    an entry of that name for another model is refused with one line. ``pretrained=True``
+    means the model's declared default entry (torchvision's ``DEFAULT``); an unknown tag gets
+    that model's tags as close matches. A ``num_classes``, ``in_channels`` or ``image_size``
+    other than the entry's fine-tunes: every tensor loads except a classifier (the model
+    entry's ``classifier``) of another shape, re-initialised, and the first conv is adapted to
+    ``in_channels`` (filters summed, or repeated), each said in a log line.
     """
     registry = get_registry()
     entry = registry.get("model", name)
-    if pretrained is not None:
+    if pretrained is not None and pretrained is not False:
         from zoo.hub import cache
         from zoo.hub import index as hub
         from zoo.hub.entries import model_entry, qualified_name
         from zoo.weights import files as weights
 
-        found = hub.get_pretrained(f"{registry.name_of(entry)}.{pretrained}")
+        if pretrained is True:
+            pretrained = hub.default_tag(entry)
+        found = _pretrained_of(entry, str(pretrained))
         if model_entry(found) is not entry:
             raise UsageError(
                 f"pretrained entry {qualified_name(found)} holds weights for "
                 f"{found.pin.describe()}, not for model {entry.qualname!r}"
             )
         path = cache.fetch_entry(found)
+        if any(found.kwargs.get(k) != kwargs[k] for k in _HEAD_KWARGS if k in kwargs):
+            return _fine_tune(entry, found, path, {**found.kwargs, **kwargs})
         return weights.build_for_file(
             entry, {**found.kwargs, **kwargs}, path, source=f"pretrained entry {found.name}",
             dataset=found.dataset,
@@ -165,6 +183,40 @@ def create_model(
         data_entry = registry.get("dataset", dataset)
         tasks.check_compatible(entry, data_entry)
     return build_model(entry, model_kwargs(entry, data_entry, kwargs), dataset=dataset)
+
+
+#: kwargs that, when they differ from a pretrained entry's, make :func:`create_model` fine-tune
+_HEAD_KWARGS = ("num_classes", "in_channels", "image_size")
+
+
+def _fine_tune(entry: Entry, found: Any, path: Path, kwargs: dict[str, Any]) -> torch.nn.Module:
+    """``entry`` built with ``kwargs``, loaded with the weights at ``path`` except a classifier
+    of another shape (re-initialised) and with its first conv adapted to ``in_channels``."""
+    from zoo.weights.adapt import load_adapted
+
+    model = build_model(entry, kwargs, dataset=found.dataset)
+    load_adapted(
+        model, path, classifier=entry.meta.get("classifier"),
+        first_conv=entry.meta.get("first_conv"), source=f"pretrained entry {found.name}",
+    )  # fmt: skip
+    return model
+
+
+def _pretrained_of(entry: Entry, tag: str) -> Any:
+    """The pretrained entry ``tag`` of model ``entry``; an unknown tag gets the model's tags."""
+    from zoo._util.names import unknown_message
+    from zoo.hub import index as hub
+
+    name = f"{get_registry().name_of(entry)}.{tag}"
+    try:
+        return hub.get_pretrained(name)
+    except UnknownNameError:
+        mine = sorted(e.name for e in hub.model_tags(entry))
+        if not mine:
+            raise
+        raise UnknownNameError(
+            unknown_message("pretrained entry", name, mine, otherwise=f"its: {', '.join(mine)}")
+        ) from None
 
 
 def create_loss(name: str, **kwargs: Any) -> torch.nn.Module:
@@ -293,6 +345,10 @@ def evaluate(
     path = resolve_weights(run_or_weights_or_entry)
     meta = weights.read_metadata(path)
     train = _train_record(meta)
+    from zoo.runtime.owndata import is_data_path
+
+    if dataset is not None and is_data_path(dataset):
+        return _evaluate_own_data(path, meta, dataset, split, loss, batch_size, device)
     own = dataset is None or dataset == meta.get("dataset")
     dataset = dataset or _recorded_dataset(meta, path)
     if not dataset:
@@ -318,15 +374,19 @@ def predict(
     inputs: torch.Tensor | np.ndarray | Any,
     *,
     raw: bool = False,
+    proba: bool = False,
+    transform: bool = True,
     batch_size: int = EVAL_BATCH_SIZE,
     device: str = "cpu",
     threads: int | None = None,
 ) -> torch.Tensor:
-    """Predict with a trained model, as ``zoo predict`` does.
+    """Predict with a trained model on raw inputs, as ``zoo predict`` does.
 
     The task (class labels or values) comes from the dataset the weights were trained on, else
     from the model entry. Rows of flat features are reshaped to that dataset's input shape
-    (``(N, 64)`` -> ``(N, 1, 8, 8)`` for ``digits``); preprocessing travels with the weights.
+    (``(N, 64)`` -> ``(N, 1, 8, 8)`` for ``digits``), then the transform recorded with the
+    weights (:func:`transforms`: the dataset's standardisation) is applied; weights that record
+    none take inputs as already transformed, with a warning. Class names: ``transforms(...)``.
 
     Args:
         run_or_weights_or_entry: a run directory, a weights file, a pretrained entry
@@ -334,6 +394,10 @@ def predict(
         inputs: a tensor, array or nested list: one sample, or one per row. Arrays and lists
             of floats become float32.
         raw: the model's outputs (logits, values) instead of labels.
+        proba: class probabilities: ``(N,)`` of the positive class for a binary task,
+            ``(N, K)`` rows summing to 1 for a multiclass one.
+        transform: ``False`` when ``inputs`` are already transformed (as ``load_dataset``
+            returns them).
         threads: intra-op CPU threads for the call, as for :func:`evaluate`.
 
     Returns:
@@ -344,6 +408,8 @@ def predict(
     from zoo.runtime.device import resolve_device
 
     check_batch_size(batch_size)
+    if raw and proba:
+        raise UsageError("raw outputs and probabilities are two different outputs: give one")
     dev = resolve_device(device)
     if _is_model(run_or_weights_or_entry):
         model = run_or_weights_or_entry.to(dev)
@@ -367,13 +433,70 @@ def predict(
     if not isinstance(inputs, torch.Tensor) and X.is_floating_point():
         X = X.to(torch.float32)
     X = shape_inputs(X, input_shape)
+    if transform:
+        recorded = transforms(model)
+        if not recorded.recorded and _declares_transform(dataset, meta):
+            logger.warning(
+                "%s records no input transform (written before zoo recorded one): inputs are "
+                "taken as already transformed", _source_name(run_or_weights_or_entry, model),
+            )  # fmt: skip
+        X = recorded(X)
+    if proba and task not in ("binary", "multiclass"):
+        raise UsageError(f"probabilities need a classification task, not {task or 'unknown'}")
     try:
-        return predict_model(model, X, task=task, batch_size=batch_size, raw=raw)
+        out = predict_model(model, X, task=task, batch_size=batch_size, raw=raw or proba)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UsageError(
             f"the model cannot take inputs of shape {list(X.shape)}: {first}"
         ) from None
+    if not proba:
+        return out
+    if task == "multiclass":
+        return out.float().softmax(dim=-1)
+    return out.float().reshape(len(out), -1)[:, 0].sigmoid()
+
+
+def transforms(
+    run_or_weights_or_entry: str | os.PathLike[str] | torch.nn.Module,
+) -> Transform:
+    """The transform recorded with a model's weights, applied to raw inputs by calling it,
+    with the class names (``.classes``, ``.names(labels)``), as torchvision's
+    ``weights.transforms()``.
+
+    Takes what :func:`predict` takes; for a model, what ``zoo.load`` kept on its ``zoo_spec``
+    (a model built here: what the dataset it was built for declares). Nothing recorded: the identity
+    (``.recorded`` is ``False``).
+    """
+    from zoo.weights.preprocess import Transform
+
+    if _is_model(run_or_weights_or_entry):
+        spec = getattr(run_or_weights_or_entry, "zoo_spec", None)
+        kept = getattr(spec, "extra", {}).get("preprocessing")
+        fresh = "source" not in getattr(spec, "extra", {})  # built here, not zoo.load-ed
+        if kept is None and fresh and getattr(spec, "dataset", None):
+            try:
+                kept = get_entry("dataset", spec.dataset).meta
+            except UsageError:
+                kept = None
+        kept = kept or {}
+        return Transform.from_record(kept.get("transform"), kept.get("classes"))
+    from zoo.weights.files import read_metadata
+
+    meta = read_metadata(resolve_weights(run_or_weights_or_entry))
+    return Transform.from_record(meta.get("transform"), meta.get("classes"))
+
+
+def _declares_transform(dataset: str | None, meta: dict[str, Any]) -> bool:
+    """Whether the data the weights were trained on had a transform (the installed dataset
+    declares one, or a run on your own data recorded one) that the weights do not carry."""
+    data = _train_record(meta).get("data")
+    if isinstance(data, dict):
+        return bool(data.get("preprocessing"))
+    try:
+        return bool(dataset) and "transform" in get_entry("dataset", dataset).meta
+    except UsageError:
+        return False
 
 
 def resolve_weights(run_or_weights_or_entry: str | os.PathLike[str]) -> Path:
@@ -439,6 +562,42 @@ def evaluate_model(
     return evaluate_batches(
         model, batches, task=task, loss_fn=loss_fn,
         expects=loss_entry.meta.get("expects", "logits"), num_classes=num_classes_of(entry),
+    )  # fmt: skip
+
+
+def _evaluate_own_data(
+    path: Path,
+    meta: dict[str, Any],
+    data: str | os.PathLike[str],
+    split: str,
+    loss: str | None,
+    batch_size: int,
+    device: str,
+) -> dict[str, float]:
+    """Evaluate weights trained on the user's data on ``data`` (a path the user gave again),
+    split and standardised as the run recorded (:func:`zoo.runtime.owndata.recorded_split`)."""
+    from zoo.runtime.batches import make_batches
+    from zoo.runtime.device import resolve_device
+    from zoo.runtime.owndata import recorded_split
+    from zoo.runtime.step import evaluate_batches
+    from zoo.weights import files as weights
+
+    train = _train_record(meta)
+    record, task = train.get("data"), train.get("task")
+    if not isinstance(record, dict) or task not in tasks.TASKS:
+        raise UsageError(f"{path} was not trained on data of your own; name a registered dataset")
+    X, y = recorded_split(data, record, task, split)
+    loss_entry = get_entry(
+        "loss", loss or _recorded_loss(meta, path) or tasks.TASKS[task].default_loss
+    )
+    dev = resolve_device(device)
+    model = weights.load(path, device=str(dev))
+    classes = record.get("classes")
+    return evaluate_batches(
+        model, make_batches((X, y), batch_size, device=dev), task=task,
+        loss_fn=create_loss(loss_entry.qualname).to(dev),
+        expects=loss_entry.meta.get("expects", "logits"),
+        num_classes=len(classes) if task == "multiclass" and classes else None,
     )  # fmt: skip
 
 
@@ -632,13 +791,21 @@ def _why_no_task(model: torch.nn.Module, meta: dict[str, Any]) -> str:
 def _task_and_shape(
     model: torch.nn.Module, dataset: str | None, meta: dict[str, Any]
 ) -> tuple[str | None, tuple[int, ...] | None]:
-    """The task and per-sample input shape: the dataset's, else the model entry's only task."""
+    """The task and per-sample input shape: the dataset's, else those a run on your own data
+    recorded, else the model entry's only task."""
     if dataset:
         try:
             entry = get_entry("dataset", dataset)
             return entry.tasks[0], tuple(entry.meta["input_shape"])
         except UsageError:
             pass
+    train = _train_record(meta)
+    data = train.get("data")
+    if isinstance(data, dict) and train.get("task") in tasks.TASKS:
+        shape = data.get("input_shape")
+        valid = isinstance(shape, list) and 0 < len(shape) <= 3
+        valid = valid and all(type(d) is int and 0 < d <= 1 << 20 for d in shape)
+        return train["task"], (tuple(shape) if valid else None)
     spec = getattr(model, "zoo_spec", None)
     ref = f"{spec.plugin}/{spec.model}" if spec is not None else meta.get("model")
     if not ref:

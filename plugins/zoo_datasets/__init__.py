@@ -1,10 +1,12 @@
 """First-party datasets that ship offline: scikit-learn's real sets and its generators.
 
 Every set is split 80/20 deterministically (stratified for classification) and standardised
-with statistics of the train split only.
+with statistics of the train split only; each declares that transform (``transform``: the
+per-feature mean/std, numbers) and its class names (``classes``), which exported weights carry.
 """
 
 import zoo
+from zoo_datasets.declared import CLASSES, TRANSFORMS
 
 _SETS = [
     # name, task, input_shape, num_classes, summary
@@ -27,7 +29,8 @@ _SETS = [
 
 
 STANDARDISED = (
-    "standardised with the train split's mean/std; raw inputs need the same before predict"
+    "standardised with the train split's mean/std (see transform); zoo predict applies it to "
+    "raw inputs"
 )
 
 
@@ -35,6 +38,9 @@ STANDARDISED = (
 def register_datasets(register):
     for name, task, shape, num_classes, summary in _SETS:
         meta = {"num_classes": num_classes} if num_classes else {}
+        meta["transform"] = TRANSFORMS[name]  # what load_dataset applied: raw -> model inputs
+        if name in CLASSES:
+            meta["classes"] = CLASSES[name]
         target = f"zoo_datasets.sets:{name.replace('-', '_')}"
         register(
             name, target, task=task, input_shape=shape, summary=summary,

@@ -10,26 +10,29 @@ from functools import partial
 import zoo
 from zoo_torchvision.build import build
 
-# upstream name, summary
+# upstream name, summary, classifier (as timm's pretrained_cfg), first conv
 ARCHITECTURES = [
-    ("resnet18", "ResNet-18 (torchvision)"),
-    ("resnet34", "ResNet-34 (torchvision)"),
-    ("resnet50", "ResNet-50 (torchvision)"),
-    ("mobilenet_v2", "MobileNetV2 (torchvision)"),
-    ("mobilenet_v3_small", "MobileNetV3-Small (torchvision)"),
-    ("mobilenet_v3_large", "MobileNetV3-Large (torchvision)"),
-    ("efficientnet_b0", "EfficientNet-B0 (torchvision)"),
-    ("vit_b_16", "ViT-B/16 (torchvision); image_size a multiple of 16"),
-    ("convnext_tiny", "ConvNeXt-Tiny (torchvision)"),
-    ("regnet_y_400mf", "RegNetY-400MF (torchvision)"),
-    ("shufflenet_v2_x1_0", "ShuffleNetV2 x1.0 (torchvision)"),
-    ("squeezenet1_1", "SqueezeNet 1.1 (torchvision)"),
-]
+    ("resnet18", "ResNet-18 (torchvision)", "fc", "conv1"),
+    ("resnet34", "ResNet-34 (torchvision)", "fc", "conv1"),
+    ("resnet50", "ResNet-50 (torchvision)", "fc", "conv1"),
+    ("mobilenet_v2", "MobileNetV2 (torchvision)", "classifier.1", "features.0.0"),
+    ("mobilenet_v3_small", "MobileNetV3-Small (torchvision)", "classifier.3", "features.0.0"),
+    ("mobilenet_v3_large", "MobileNetV3-Large (torchvision)", "classifier.3", "features.0.0"),
+    ("efficientnet_b0", "EfficientNet-B0 (torchvision)", "classifier.1", "features.0.0"),
+    (
+        "vit_b_16", "ViT-B/16 (torchvision); image_size a multiple of 16", "heads.head",
+        "conv_proj",
+    ),
+    ("convnext_tiny", "ConvNeXt-Tiny (torchvision)", "classifier.2", "features.0.0"),
+    ("regnet_y_400mf", "RegNetY-400MF (torchvision)", "fc", "stem.0"),
+    ("shufflenet_v2_x1_0", "ShuffleNetV2 x1.0 (torchvision)", "fc", "conv1.0"),
+    ("squeezenet1_1", "SqueezeNet 1.1 (torchvision)", "classifier.1", "features.0"),
+]  # fmt: skip
 
 
 @zoo.hookimpl
 def register_models(register):
-    for upstream, summary in ARCHITECTURES:
+    for upstream, summary, classifier, first_conv in ARCHITECTURES:
         register(
             upstream.replace("_", "-"),
             partial(build, upstream),
@@ -39,5 +42,7 @@ def register_models(register):
             upstream=f"torchvision.models.{upstream}",
             input_size=[3, 224, 224],
             num_classes=1000,
+            classifier=classifier,
+            first_conv=first_conv,
             summary=summary,
         )

@@ -13,6 +13,7 @@ def register_models(register):
         "zoo_vision.models:FashionV0",
         tasks=CLASSIFICATION,
         input_kind="image",
+        input_size=[1, 28, 28],  # FashionMNIST's; any size works (image_size)
         summary="FashionMNIST model V0: flatten + two linear layers",
         defaults={"hidden": 10},
     )
@@ -21,6 +22,7 @@ def register_models(register):
         "zoo_vision.models:FashionV1",
         tasks=CLASSIFICATION,
         input_kind="image",
+        input_size=[1, 28, 28],  # FashionMNIST's; any size works (image_size)
         summary="FashionMNIST model V1: flatten + linear layers with ReLU",
         defaults={"hidden": 10},
     )
@@ -29,6 +31,7 @@ def register_models(register):
         "zoo_vision.models:TinyVGG",
         tasks=CLASSIFICATION,
         input_kind="image",
+        input_size=[1, 28, 28],  # FashionMNIST's; any size works (image_size)
         summary="TinyVGG CNN (CNN explainer): two conv blocks + linear head",
         defaults={"hidden": 64},  # 5 epochs on digits reach >= 0.95 test accuracy for any seed
     )

@@ -24,6 +24,7 @@ def register_models(register):
         input_kind="features",
         summary="Multi-layer perceptron with ReLU (configurable hidden sizes)",
         defaults={"hidden": [64, 64]},
+        classifier="layers.-1",
     )
 
 

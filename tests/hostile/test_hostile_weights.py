@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from zoo_datasets.declared import CLASSES, TRANSFORMS
 
 import zoo
 from zoo.cli import cli
@@ -62,7 +63,8 @@ def mlp_file(
     header["__metadata__"] = {
         "format": "zoo.weights/2", "model": (model or MLP_PIN)["entry"].split("/")[1],
         "dataset": "iris", "dtype": "float32", "kwargs": json.dumps(KWARGS),
-        "pins": json.dumps(pins), **(meta or {}),
+        "pins": json.dumps(pins), "transform": json.dumps(TRANSFORMS["iris"]),
+        "classes": json.dumps(CLASSES["iris"]), **(meta or {}),
     }  # fmt: skip
     return pack(header, data)
 

@@ -4,6 +4,10 @@ A combination is one (model, dataset, loss, device, batch size, precision, mode)
 times a forward pass under ``eval()`` + ``inference_mode()``; ``train`` times the trainer's own
 step (:func:`zoo.runtime.step.train_step`: forward, loss, zero_grad, backward, optimizer step);
 ``fit`` trains with :class:`zoo.train.Trainer` and reports the test metric and the time to it.
+Synthetic rows (``input_shape`` set) build the model for random input of that shape
+(:mod:`zoo.bench.synthetic`); every infer/train row counts its FLOPs on the eager model first
+(:mod:`zoo.bench.flops`; a forward that fails names the layer), then applies the knobs
+(:mod:`zoo.bench.knobs`); an ``onnxruntime`` row times zoo's ONNX export (:mod:`zoo.bench.ort`).
 Any failure becomes the row's ``error``; an out-of-memory on an accelerator halves the batch
 size until it fits and records the size that ran.
 
@@ -24,6 +28,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import platform
 import statistics
 import sys
 from collections.abc import Callable
@@ -37,9 +42,13 @@ import torch
 from zoo import api
 from zoo._util.jsonio import loads
 from zoo.bench.environment import MemoryProbe, process_peak_rss, synchronizer
+from zoo.bench.flops import count_flops, layer_errors, peak_dtype, peak_fraction
+from zoo.bench.knobs import apply_knobs, compile_errors
 from zoo.bench.rows import ROW_MARKER, Combo, Settings, empty_row
+from zoo.bench.synthetic import synthetic_batch, synthetic_entry
 from zoo.bench.timing import Measurement, measure, noise_reason, spread
-from zoo.errors import one_line
+from zoo.errors import ZooError, one_line
+from zoo.models import build_model, model_kwargs
 from zoo.runtime.device import device_name, resolve_device
 from zoo.runtime.precision import Precision
 from zoo.runtime.step import train_step
@@ -75,6 +84,7 @@ def run_combo(combo: Combo, settings: Settings, cache: dict | None = None) -> di
     """
     row = empty_row(combo)
     row["torch_version"] = torch.__version__
+    row["host"] = platform.node()
     cache = {} if cache is None else cache
     with use_threads(settings.threads) as threads:
         row["threads"] = threads
@@ -88,7 +98,7 @@ def _run_row(combo: Combo, settings: Settings, cache: dict, row: dict[str, Any])
     try:
         device = resolve_device(combo.device)  # "cuda" -> "cuda:N": the CUDA calls need an index
         row["device_name"] = device_name(device)
-        row["task"] = api.get_entry("dataset", combo.dataset).tasks[0]
+        row["task"] = combo.task or api.get_entry("dataset", combo.dataset).tasks[0]
         with _current_device(device):
             _cap_cuda_memory(device)
             _, batch = decay_on_oom(
@@ -100,7 +110,8 @@ def _run_row(combo: Combo, settings: Settings, cache: dict, row: dict[str, Any])
         if batch != combo.batch_size:
             row["note"] = f"out of memory at batch size {combo.batch_size}; ran with {batch}"
     except Exception as exc:  # a failing combination is a row, not a crash
-        row["error"] = one_line(exc, typed=True)
+        # zoo's own row errors (layer, compile) read as they are; others name their type
+        row["error"] = one_line(exc, typed=type(exc) is not ZooError)
     finally:
         _release(device)
 
@@ -121,7 +132,11 @@ def _run_mode(
     """One attempt at ``batch``: fill ``row`` with the measurements and the peak memory."""
     _initialise_torch_once()
     split = "test" if combo.mode == "infer" else "train"
-    data = _load(combo.dataset, split, cache)  # loading stays outside the memory probe
+    synthetic = combo.input_shape is not None
+    data = None if synthetic else _load(combo.dataset, split, cache)  # outside the probe
+    if combo.runtime == "onnxruntime":
+        _run_onnxruntime(combo, settings, device, data, batch, row)
+        return
     work = _probe_memory(combo, settings, device, data, batch, row)
     if combo.mode == "fit":
         del work  # the warm-up's model and optimizer state go before the trainer builds its own
@@ -136,6 +151,7 @@ def _run_mode(
             sync=synchronizer(device),
         )
     _fill_timing(row, m, batch)
+    _fill_work(row, device)
 
 
 @dataclass
@@ -161,8 +177,10 @@ def _probe_memory(
     sync = synchronizer(device)
     with MemoryProbe(device) as probe:
         torch.manual_seed(settings.seed)
-        model = api.create_model(combo.model, dataset=combo.dataset).to(device)
-        x, y = _batch(data, batch, device)
+        model, x, y = _model_and_batch(combo, settings, device, data, batch)
+        if combo.mode != "fit":
+            row["flops"] = _count_flops(combo, model, x, y, row["task"], device, batch)
+        model, x = apply_knobs(model, x, combo)
         if combo.mode == "infer":
             work = _infer_work(model, x, device, combo.precision)
         else:
@@ -170,13 +188,104 @@ def _probe_memory(
                 model, x, y, loss=combo.loss or "", task=row["task"], device=device,
                 precision=combo.precision, lr=settings.lr,
             )  # fmt: skip
-        with work.context():
+        with work.context(), compile_errors(combo):
             for _ in range(MEMORY_STEPS):
                 work.step()
             sync()
     row["peak_memory_bytes"] = probe.peak()
     row["memory_kind"] = probe.kind
     return work
+
+
+def _run_onnxruntime(
+    combo: Combo, settings: Settings, device: torch.device, data: Any, batch: int, row: dict
+) -> None:
+    """An ONNX Runtime row: the model exported, checked against torch, then timed (its
+    memory is ONNX Runtime's own, outside torch's allocator: not measured)."""
+    from zoo.bench.ort import ort_session_step
+
+    torch.manual_seed(settings.seed)
+    model, x, y = _model_and_batch(combo, settings, device, data, batch)
+    row["flops"] = _count_flops(combo, model, x, y, row["task"], device, batch)
+    _describe_model(model, row)
+    step = ort_session_step(model, x, device, torch.get_num_threads())
+    m = measure(
+        step, min_run_time=settings.min_run_time, warmup=settings.warmup, sync=synchronizer(device)
+    )
+    _fill_timing(row, m, batch)
+    _fill_work(row, device)
+
+
+def _model_and_batch(
+    combo: Combo, settings: Settings, device: torch.device, data: Any, batch: int
+) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    """The row's model on ``device`` and one batch: the dataset's first samples, or synthetic
+    ones (seeded) of the combination's shape with labels of its task."""
+    if combo.input_shape is None:
+        model = api.create_model(combo.model, dataset=combo.dataset).to(device)
+        return (model, *_batch(data, batch, device))
+    entry = synthetic_entry(combo.input_shape, combo.task or "multiclass", combo.num_classes)
+    m_entry = api.get_entry("model", combo.model)
+    model = build_model(m_entry, model_kwargs(m_entry, entry, {}), entry).to(device)
+    return (model, *synthetic_batch(entry, batch, seed=settings.seed, device=device))
+
+
+def _count_flops(
+    combo: Combo,
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    task: str,
+    device: torch.device,
+    batch: int,
+) -> int:
+    """FLOPs of one call of the row's work on the eager model: the forward pass (infer), or
+    forward, loss and backward (train; an SGD at lr 0 stands in for the optimizer, so the
+    weights stay as they are). A forward that fails is one line naming the layer."""
+    shape = "x".join(map(str, x.shape[1:]))
+    what = f"model {combo.model} on input {shape} (batch {batch})"
+    amp = Precision(combo.precision, device)
+    with layer_errors(model, what):
+        if combo.mode == "infer":
+            model.eval()
+            with torch.inference_mode(), amp.forward_context():
+                return count_flops(lambda: model(x))
+        entry = api.get_entry("loss", combo.loss or "")
+        loss_fn = api.create_loss(entry.qualname).to(device)
+        still = torch.optim.SGD(model.parameters(), lr=0.0)
+        model.train()
+        flops = count_flops(
+            lambda: train_step(
+                model,
+                x,
+                y,
+                loss_fn=loss_fn,
+                optimizer=still,
+                precision=amp,
+                task=task,
+                expects=entry.meta.get("expects", "logits"),
+            )  # fmt: skip
+        )
+        model.zero_grad(set_to_none=True)
+        return flops
+
+
+def _fill_work(row: dict[str, Any], device: torch.device) -> None:
+    """MACs, achieved FLOP/s and the fraction of the device's peak, from ``flops``."""
+    flops, median_ms = row.get("flops"), row.get("latency_ms_median")
+    if row.get("params") is not None:
+        row["params_m"] = row["params"] / 1e6
+    if flops is None:
+        return
+    row["macs"] = flops / 2
+    row["gmacs"] = flops / 2e9
+    if median_ms:
+        row["flops_per_s"] = flops / (median_ms / 1e3)
+    if device.type == "cuda":
+        row["peak_dtype"] = peak_dtype(row["precision"], device.type)
+        row["peak_fraction"] = peak_fraction(
+            row.get("device_name"), row["peak_dtype"], row.get("flops_per_s")
+        )
 
 
 def _cap_cuda_memory(device: torch.device) -> None:

@@ -46,6 +46,7 @@ def environment() -> dict[str, Any]:
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
         "platform": platform.platform(),
+        "host": platform.node(),
         "executable": sys.executable,
         "cpu": device_name(torch.device("cpu")),
         "cpu_count": os.cpu_count(),

@@ -26,8 +26,16 @@ from zoo import api
 from zoo._util.jsonio import JSONLimitError, loads
 from zoo._util.values import positive_int, seed_int
 from zoo.bench.environment import environment
+from zoo.bench.ort import RUNTIMES, check_installed
 from zoo.bench.report import BenchResult
 from zoo.bench.rows import MODES, ROW_MARKER, Combo, Settings, empty_row
+from zoo.bench.synthetic import (
+    SYNTHETIC,
+    default_shape,
+    parse_input_shape,
+    synthetic_entry,
+    synthetic_task,
+)
 from zoo.errors import IncompatibleError, UsageError
 from zoo.registry.entries import normalize_name
 from zoo.registry.plugins import get_registry
@@ -38,6 +46,7 @@ __all__ = [
     "ROW_MAX_BYTES",
     "BenchInterrupted",
     "BenchResult",
+    "COMPILE_MODES",
     "Grid",
     "Plan",
     "bench",
@@ -48,6 +57,8 @@ __all__ = [
 #: Largest row an ``--isolate`` child may print (a fit row's curve grows with its epochs).
 ROW_MAX_BYTES = 16 * 2**20
 
+#: ``torch.compile`` modes (``--compile-mode``)
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 _LISTERS = {"model": api.list_models, "dataset": api.list_datasets, "loss": api.list_losses}
 _PATTERN_CHARS = "*?["
 
@@ -63,6 +74,12 @@ class Grid:
     batch_sizes: int | str | Sequence[int | str]
     precisions: str | Sequence[str]
     modes: str | Sequence[str]
+    input_shape: str | Sequence[int] | None = None  # synthetic input (no datasets)
+    num_classes: int | None = None
+    compile: bool = False
+    compile_mode: str | None = None
+    channels_last: bool = False
+    runtimes: str | Sequence[str] = "torch"
 
 
 class BenchInterrupted(KeyboardInterrupt):
@@ -85,7 +102,7 @@ class Plan:
 
 def bench(
     models: str | Sequence[str],
-    datasets: str | Sequence[str],
+    datasets: str | Sequence[str] | None = None,
     losses: str | Sequence[str] = "auto",
     *,
     devices: str | Sequence[str] = "auto",
@@ -101,6 +118,12 @@ def bench(
     warmup: float | None = None,
     threads: int | None = None,
     progress: bool | Callable[[str], Any] = False,
+    input_shape: str | Sequence[int] | None = None,
+    num_classes: int | None = None,
+    compile: bool = False,
+    compile_mode: str | None = None,
+    channels_last: bool = False,
+    runtimes: str | Sequence[str] = "torch",
 ) -> BenchResult:
     """Benchmark every compatible combination; returns a :class:`BenchResult`.
 
@@ -115,6 +138,15 @@ def bench(
     physical cores / processes on the node); torch's own count is restored afterwards.
     ``progress`` prints one line per combination to stderr (or calls the given function).
 
+    Without ``datasets`` the input is synthetic (:mod:`zoo.bench.synthetic`): random samples
+    of ``input_shape`` (``"3x224x224"``), else of each model's declared ``input_size`` (a
+    model declaring none is skipped), with labels of the model's task (multiclass where it
+    serves it, ``num_classes`` classes, else the model's ``num_classes``, else 1000).
+    ``compile`` runs each model through ``torch.compile`` (``compile_mode``; giving a mode
+    implies ``compile``); ``channels_last`` converts the model and 4-D inputs to channels-last.
+    ``runtimes``: ``torch`` and/or ``onnxruntime`` (:mod:`zoo.bench.ort`: fp32 infer rows of
+    the exported model, checked against torch's output first).
+
     Raises:
         UsageError: for a bad request, before any work.
         BenchInterrupted: on ``KeyboardInterrupt``, with the rows that finished.
@@ -128,7 +160,11 @@ def bench(
         export_dir=None if export_dir is None else str(export_dir),
         threads=None if threads is None else positive_int(threads, "threads"),
     )
-    plan = make_plan(Grid(models, datasets, losses, devices, batch_sizes, precisions, modes))
+    grid = Grid(
+        models, datasets or [], losses, devices, batch_sizes, precisions, modes,
+        input_shape, num_classes, compile, compile_mode, channels_last, runtimes,
+    )  # fmt: skip
+    plan = make_plan(grid)
     from zoo.runtime.threads import resolve_threads, use_threads  # torch: work is planned
 
     # the one thread rule, resolved once (a bad $OMP_NUM_THREADS fails before any work); every
@@ -184,23 +220,57 @@ def make_plan(grid: Grid) -> Plan:
     """Validate the request and expand it into combinations plus skipped ones (no work done)."""
     config = _validate(grid)
     skips = _Skips()
-    triples = _compatible(config["models"], config["datasets"], config["losses"], skips)
-    runnable = bool(triples) if "infer" in config["modes"] else any(ls for _, _, ls in triples)
+    triples = _compatible(config, skips)
+    runnable = bool(triples) if "infer" in config["modes"] else any(t[2] for t in triples)
     if not runnable:
         raise IncompatibleError(f"no compatible combination to run: {_skip_summary(skips)}")
     runs_on = _usable(config["devices"], config["precisions"], skips)
+    knobs = {k: config[k] for k in ("compile", "compile_mode", "channels_last")}
+    off = dict.fromkeys(knobs, False) | {"compile_mode": None}  # torch's knobs: not for ORT
     combos = [
-        Combo(model, dataset, loss, device, size, precision, mode)
-        for model, dataset, pair_losses in triples
+        Combo(
+            model,
+            dataset,
+            loss,
+            device,
+            size,
+            precision,
+            mode,
+            **synthetic,
+            **(knobs if runtime == "torch" else off),
+            runtime=runtime,
+        )  # fmt: skip
+        for model, dataset, pair_losses, synthetic in triples
         for device, device_precisions in runs_on.items()
         for size in config["batch_sizes"]
         for precision in device_precisions
         for mode in config["modes"]
         for loss in ([None] if mode == "infer" else pair_losses)
+        for runtime in config["runtimes"]
+        if _runtime_runs(runtime, mode, precision, device, skips)
     ]
     if not combos:
         raise IncompatibleError(f"no combination to run: {_skip_summary(skips)}")
     return Plan(combos=combos, skipped=skips.items, config=config)
+
+
+def _runtime_runs(runtime: str, mode: str, precision: str, device: str, skips: _Skips) -> bool:
+    """Whether ``runtime`` runs this point (ONNX Runtime: fp32 infer on a device it has a
+    provider for); where it does not, the reason goes to ``skips``."""
+    if runtime == "torch":
+        return True
+    from zoo.bench.ort import provider_for
+
+    reason = None
+    if mode != "infer":
+        reason = f"onnxruntime runs inference only, not {mode} (that row runs on torch)"
+    elif precision != "fp32":
+        reason = f"onnxruntime runs the exported fp32 graph, not {precision}"
+    else:
+        reason = provider_for(device)[1]
+    if reason:
+        skips.add(reason, device=device, precision=precision)
+    return reason is None
 
 
 def _skip_summary(skips: _Skips) -> str:
@@ -211,12 +281,12 @@ def _skip_summary(skips: _Skips) -> str:
     return f"{skips.items[0]['reason']}{more}"
 
 
-def _validate(grid: Grid) -> dict[str, list[Any]]:
+def _validate(grid: Grid) -> dict[str, Any]:
     """Each list of the grid checked and canonical (patterns expanded, ``auto`` device resolved)."""
     loss_items = _as_list(grid.losses) or ["auto"]
-    config = {
+    config: dict[str, Any] = {
         "models": _resolve("model", _as_list(grid.models)),
-        "datasets": _resolve("dataset", _as_list(grid.datasets)),
+        "datasets": _resolve("dataset", _as_list(grid.datasets), allow_empty=True),
         "losses": ["auto"] * ("auto" in loss_items)
         + _resolve("loss", [x for x in loss_items if x != "auto"], allow_empty=True),
         "devices": [parse_device(d) for d in _as_list(grid.devices) or ["auto"]],
@@ -231,7 +301,45 @@ def _validate(grid: Grid) -> dict[str, list[Any]]:
     if not config["modes"]:
         raise UsageError(f"give at least one mode: {', '.join(MODES)}")
     config["devices"] = _unique(best_device() if d == "auto" else d for d in config["devices"])
+    config.update(_synthetic_settings(grid, config))
     return config
+
+
+def _synthetic_settings(grid: Grid, config: dict[str, Any]) -> dict[str, Any]:
+    """``input_shape``, ``num_classes`` and the compile / channels-last knobs, checked."""
+    shape = None if grid.input_shape in (None, "") else parse_input_shape(grid.input_shape)
+    synthetic = not config["datasets"]
+    if not synthetic and (shape is not None or grid.num_classes is not None):
+        raise UsageError(
+            "--input-shape and --num-classes are for synthetic input: leave out --dataset"
+        )
+    if synthetic and "fit" in config["modes"]:
+        raise UsageError("--mode fit trains on a dataset: give --dataset")
+    mode = grid.compile_mode
+    if mode is not None and mode not in COMPILE_MODES:
+        raise UsageError(f"unknown compile mode {mode!r}; use one of {', '.join(COMPILE_MODES)}")
+    compiled = bool(grid.compile) or mode is not None
+    return {
+        "input_shape": None if shape is None else list(shape),
+        "num_classes": None
+        if grid.num_classes is None
+        else positive_int(grid.num_classes, "number of classes"),
+        "compile": compiled,
+        "compile_mode": (mode or "default") if compiled else None,
+        "channels_last": bool(grid.channels_last),
+        "runtimes": _runtimes(grid.runtimes),
+    }
+
+
+def _runtimes(value: str | Sequence[str]) -> list[str]:
+    """The runtimes asked for, checked (ONNX Runtime installed before any work)."""
+    runtimes = _unique(str(r).strip().lower() for r in _as_list(value)) or ["torch"]
+    for runtime in runtimes:
+        if runtime not in RUNTIMES:
+            raise UsageError(f"unknown runtime {runtime!r}; use one of {', '.join(RUNTIMES)}")
+    if "onnxruntime" in runtimes:
+        check_installed()
+    return runtimes
 
 
 def _available_devices() -> list[str]:
@@ -242,16 +350,46 @@ def _available_devices() -> list[str]:
     return ["cpu", *cuda, *(["mps"] if best_device() == "mps" else [])]
 
 
-def _compatible(
-    models: list[str], datasets: list[str], losses: list[str], skips: _Skips
-) -> list[tuple[str, str, list[str]]]:
-    """(model, dataset, compatible losses) for each compatible pair; the rest go to ``skips``."""
+def _inputs(
+    config: dict[str, Any], model: str, m_entry: Any, skips: _Skips
+) -> list[tuple[str, Any, dict[str, Any]]]:
+    """(dataset, its entry, synthetic fields of the combination) for each input of a model: the
+    datasets, or synthetic input of ``--input-shape`` / the model's ``input_size``."""
     registry = get_registry()
+    if config["datasets"]:
+        return [(d, registry.get("dataset", d), {}) for d in config["datasets"]]
+    shape = config["input_shape"] or default_shape(m_entry)
+    if shape is None:
+        skips.add(
+            f"model {model!r} declares no input_size: give --input-shape (such as 3x224x224) "
+            "or --dataset",
+            model=model,
+            dataset=SYNTHETIC,
+        )
+        return []
+    task = synthetic_task(m_entry)
+    declared = m_entry.meta.get("num_classes")
+    classes = config["num_classes"] or (declared if isinstance(declared, int) else None)
+    entry = synthetic_entry(tuple(shape), task, classes)
+    fields = {
+        "input_shape": tuple(shape),
+        "num_classes": entry.meta.get("num_classes"),
+        "task": task,
+    }
+    return [(SYNTHETIC, entry, fields)]
+
+
+def _compatible(
+    config: dict[str, Any], skips: _Skips
+) -> list[tuple[str, str, list[str], dict[str, Any]]]:
+    """(model, dataset, compatible losses, synthetic fields) for each compatible pair; the
+    rest go to ``skips``."""
+    registry = get_registry()
+    models, losses = config["models"], config["losses"]
     triples = []
     for model in models:
         m_entry = registry.get("model", model)
-        for dataset in datasets:
-            d_entry = registry.get("dataset", dataset)
+        for dataset, d_entry, synthetic in _inputs(config, model, m_entry, skips):
             reason = tasks.incompatibility(m_entry, d_entry)
             if reason:
                 skips.add(reason, model=model, dataset=dataset)
@@ -264,7 +402,7 @@ def _compatible(
                     skips.add(reason, model=model, dataset=dataset, loss=loss)
                 else:
                     pair_losses.append(loss)
-            triples.append((model, dataset, pair_losses))
+            triples.append((model, dataset, pair_losses, synthetic))
     return triples
 
 

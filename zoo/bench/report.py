@@ -15,7 +15,14 @@ from typing import Any
 from zoo._util.atomic import atomic_path, os_reason, write_json, write_text
 from zoo._util.jsonio import JSONLimitError, read_json
 from zoo._util.table import format_table
-from zoo.bench.rows import IDENTITY_FIELDS, KEY_FIELDS, READ_SCHEMAS, ROW_FIELDS, SCHEMA
+from zoo.bench.rows import (
+    IDENTITY_FIELDS,
+    KEY_FIELDS,
+    READ_SCHEMAS,
+    ROW_FIELDS,
+    SCHEMA,
+    row_key,
+)
 from zoo.errors import UsageError
 
 __all__ = [
@@ -150,6 +157,22 @@ def _flags(row: dict[str, Any]) -> str:
     return ",".join(flags)
 
 
+def _shape(value: Any) -> str:
+    return "x".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+
+
+def _knobs(row: dict[str, Any]) -> str:
+    """``compile(default),chlast``: the speed knobs a row ran with ('' for none)."""
+    knobs = []
+    if row.get("runtime") not in (None, "torch"):
+        knobs.append(str(row["runtime"]))
+    if row.get("compile"):
+        knobs.append(f"compile({row.get('compile_mode') or 'default'})")
+    if row.get("channels_last"):
+        knobs.append("chlast")
+    return ",".join(knobs)
+
+
 COLUMNS = (
     Column("model", "model"),
     Column("dataset", "dataset"),
@@ -158,6 +181,8 @@ COLUMNS = (
     Column("prec", "precision"),
     Column("batch", "effective_batch_size", str, numeric=True),
     Column("mode", "mode"),
+    Column("input", "input_shape", _shape),
+    Column("knobs", None, get=_knobs),
     Column("ms/batch", "latency_ms_median", _num, "min", True, per_batch=True),
     Column("iqr%", None, lambda v: f"{v:.1f}", numeric=True, get=_iqr_pct),
     Column("p90 ms", "latency_ms_p90", _num, "min", True, per_batch=True),
@@ -167,6 +192,9 @@ COLUMNS = (
     Column("metric", "metric", str, "max", True, get=lambda r: _metric_cell(r)),
     Column("fit s", "fit_seconds", _num, "min", True),
     Column("params", "params", _si, numeric=True),
+    Column("GMACs", "gmacs", _num, numeric=True),
+    Column("GFLOP/s", "flops_per_s", lambda v: f"{v / 1e9:.3g}", "max", True),
+    Column("%peak", "peak_fraction", lambda v: f"{100 * v:.1f}", numeric=True),
     Column("size", "weights_bytes", _bytes, numeric=True),
     Column("peak alloc", "peak_memory_bytes", _bytes, "min", True),
     Column("proc rss", "process_peak_rss_bytes", _bytes, numeric=True),
@@ -282,7 +310,15 @@ def format_result(result: BenchResult) -> str:
 
 
 def _label(row: dict[str, Any]) -> str:
-    return " ".join(str(row[k]) for k in KEY_FIELDS if row.get(k) is not None)
+    """``resnet18 synthetic 3x224x224 cpu 1 fp32 infer compile(default)``: a row's key."""
+    parts = []
+    for k in KEY_FIELDS:
+        value = row.get(k)
+        if value is None or isinstance(value, bool) or k in ("compile_mode", "runtime"):
+            continue
+        parts.append(_shape(value) if k == "input_shape" else str(value))
+    knobs = _knobs(row)
+    return " ".join(parts + ([knobs] if knobs else []))
 
 
 # -- CSV and plot ----------------------------------------------------------------------------
@@ -332,6 +368,7 @@ def _plot_throughput(ax: Any, rows: Sequence[dict[str, Any]]) -> None:
     colours = {d: f"C{i}" for i, d in enumerate(devices)}
     labels = [
         f"{r['model']}/{r['dataset']} {r['mode']} {r['precision']} b{r['effective_batch_size']}"
+        + (f" {_knobs(r)}" if _knobs(r) else "")
         for r in rows
     ]
     ys = range(len(rows))
@@ -393,6 +430,7 @@ _SCALAR = (str, int, float)
 _NUMBER = (int, float)
 _ROW_TYPES: dict[str, tuple[type, ...]] = {
     **dict.fromkeys(KEY_FIELDS, _SCALAR),
+    "input_shape": (list,),
     **dict.fromkeys(IDENTITY_FIELDS, _SCALAR),
     "effective_batch_size": _SCALAR,
     "metric": _NUMBER,
@@ -408,8 +446,11 @@ def _row_problem(row: Any) -> str | None:
     for name, types in _ROW_TYPES.items():
         value = row.get(name)
         if value is not None and not isinstance(value, types):
-            what = "a number" if types == _NUMBER else "text" if types == (str,) else "a scalar"
+            what = {_NUMBER: "a number", (str,): "text", (list,): "a list"}.get(types, "a scalar")
             return f"{name} must be {what} or null, got {value!r:.40}"
+    shape = row.get("input_shape")
+    if shape is not None and not all(isinstance(n, int) and not isinstance(n, bool) for n in shape):
+        return f"input_shape must be a list of integers, got {shape!r:.40}"
     for name in _TIMES:
         value = row.get(name)
         if value is None:
@@ -479,10 +520,11 @@ def _known(value: Any) -> bool:
 
 
 def identity_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """``["threads 1 -> 2", ...]``: the identity fields both rows record, with different values."""
+    """``["threads 1 -> 2", ...]``: the identity fields both rows record (and ``host``), with
+    different values."""
     return [
         f"{name} {old[name]} -> {new[name]}"
-        for name in IDENTITY_FIELDS
+        for name in (*IDENTITY_FIELDS, "host")  # host: schema 3 on, never reported unknown
         if _known(old.get(name)) and _known(new.get(name)) and old[name] != new[name]
     ]
 
@@ -513,17 +555,14 @@ def compare(
     if threshold < 0:
         raise UsageError(f"threshold must be >= 0, got {threshold}")
 
-    def key(row: dict[str, Any]) -> tuple[Any, ...]:
-        return tuple(row.get(k) for k in KEY_FIELDS)
-
     old_rows: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for r in old["rows"]:
-        old_rows.setdefault(key(r), []).append(r)
+        old_rows.setdefault(row_key(r), []).append(r)
     used: set[int] = set()
     out = []
     only_new = []
     for n in new["rows"]:
-        candidates = [o for o in old_rows.get(key(n), []) if id(o) not in used]
+        candidates = [o for o in old_rows.get(row_key(n), []) if id(o) not in used]
         if not candidates:
             only_new.append(n)
             continue
@@ -584,9 +623,14 @@ def format_comparison(cmp: Comparison) -> str:
         ratio = f"{r['ratio']:.3f}" if r["ratio"] is not None else ""
         status = r["status"].upper() if r["status"] in ("slower", "broken") else r["status"]
         status += " (noisy)" if r.get("noisy") else ""
+        dataset = r["dataset"]
+        if r.get("input_shape"):
+            dataset += " " + _shape(r["input_shape"])
+        if _knobs(r):
+            dataset += " " + _knobs(r)
         line = [
             r["model"],
-            r["dataset"],
+            dataset,
             r["loss"] or "-",
             r["device"],
             r["precision"],
@@ -625,9 +669,12 @@ def _identity_notes(cmp: Comparison) -> list[str]:
     lines = []
     if cmp.unlike:
         fields = sorted({d.split(" ", 1)[0] for r in cmp.unlike for d in r["differs"]})
+        machines = " (a difference between machines, not a regression)" * bool(
+            {"device_name", "host"} & set(fields)
+        )
         lines.append(
             f"{len(cmp.unlike)} matching row(s) not compared: they ran with a different "
-            f"{', '.join(fields)} (like is compared with like)"
+            f"{', '.join(fields)} (like is compared with like){machines}"
         )
     counts: dict[str, int] = {}
     for r in cmp.rows:

@@ -79,6 +79,31 @@ def _list_option(*names: str, dest: str, metavar: str, help: str) -> Callable[[F
     help="torch threads for every row (recorded) [$OMP_NUM_THREADS, else physical cores / "
     "processes on this node].",
 )
+@click.option(
+    "--input-shape",
+    default=None,
+    metavar="CxHxW|F",
+    help="Synthetic input of this shape (no --dataset) [each model's declared input_size].",
+)
+@click.option(
+    "--num-classes", type=int, default=None, help="Synthetic labels' classes [model's, or 1000]."
+)
+@click.option("--compile", "compile_", is_flag=True, help="Run each model through torch.compile.")
+@click.option(
+    "--compile-mode",
+    default=None,
+    metavar="MODE",
+    help="torch.compile mode (implies --compile): default, reduce-overhead, max-autotune, "
+    "max-autotune-no-cudagraphs.",
+)
+@click.option("--channels-last", is_flag=True, help="Channels-last model and 4-D inputs.")
+@_list_option(
+    "--runtime",
+    dest="runtimes",
+    metavar="RUNTIMES",
+    help="torch, onnxruntime (fp32 infer of zoo's ONNX export) [torch]",
+)
+@click.option("--dry-run", is_flag=True, help="Print the plan (rows, skipped) and exit.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 @click.pass_context
 def bench_cmd(ctx: click.Context, **opts: Any) -> None:
@@ -86,7 +111,9 @@ def bench_cmd(ctx: click.Context, **opts: Any) -> None:
 
     \b
     zoo bench --model 'mlp,tinyvgg' --dataset digits,circles --mode infer,train,fit
+    zoo bench --model resnet18,mobilenet-v3-small --input-shape 3x224x224 --mode infer
     zoo bench compare OLD.json NEW.json [--threshold 0.07] [--strict]
+    zoo bench merge A.json B.json ... [--json ALL.json] [--csv F] [--plot F.png]
 
     peak alloc is the peak bytes torch allocated for the row's model, batch and first steps:
     on CPU from torch.profiler's memory accounting, on CUDA torch.cuda.max_memory_allocated
@@ -95,6 +122,12 @@ def bench_cmd(ctx: click.Context, **opts: Any) -> None:
     separated timing rounds, exceeds 10%. Every output is checked writable before any work;
     Ctrl-C or SIGTERM prints and writes the rows that finished (the JSON says "interrupted")
     and exits 130 or 143.
+
+    Without --dataset the input is synthetic: random samples of --input-shape (else each
+    model's declared input_size) and random labels of the model's task. GMACs are
+    torch.utils.flop_counter's FLOPs / 2 for one call (forward; forward + backward for train);
+    GFLOP/s divides them by the median latency; %peak is that over the device's dense peak
+    for the dtype (known NVIDIA devices, see zoo.bench.flops).
     """
     if ctx.invoked_subcommand is not None:
         given = [k for k in ("models", "datasets", "losses", "devices") if opts[k]]
@@ -103,12 +136,49 @@ def bench_cmd(ctx: click.Context, **opts: Any) -> None:
         return
     if not opts["models"]:
         raise UsageError("give --model (names or fnmatch patterns, comma-separated)")
-    if not opts["datasets"]:
-        raise UsageError("give --dataset (names or patterns, comma-separated)")
     if opts["plot_path"] and not opts["plot_path"].lower().endswith(".png"):
         raise UsageError(f"--plot writes a PNG image; name it FILE.png, not {opts['plot_path']}")
+    if opts["dry_run"]:
+        _dry_run(opts)
+        return
     _check_outputs(opts)
     _run(opts)
+
+
+def _grid(opts: dict[str, Any]) -> Any:
+    """The :class:`zoo.bench.plan.Grid` the options ask for."""
+    from zoo.bench.plan import Grid
+
+    return Grid(
+        opts["models"],
+        opts["datasets"],
+        opts["losses"] or "auto",
+        opts["devices"] or "auto",
+        opts["batch_sizes"] or (32,),
+        opts["precisions"] or "fp32",
+        opts["modes"] or ("infer,train",),
+        opts["input_shape"],
+        opts["num_classes"],
+        opts["compile_"],
+        opts["compile_mode"],
+        opts["channels_last"],
+        opts["runtimes"] or "torch",
+    )
+
+
+def _dry_run(opts: dict[str, Any]) -> None:
+    """Print the rows the run would measure and the skipped combinations; run nothing."""
+    from zoo.bench.plan import make_plan
+
+    plan = make_plan(_grid(opts))
+    click.echo(f"plan: {len(plan.combos)} row(s)")
+    for i, combo in enumerate(plan.combos, 1):
+        click.echo(f"  [{i}] {combo.label()}")
+    for skip in plan.skipped:
+        where = "/".join(
+            str(skip[k]) for k in ("model", "dataset", "loss", "device", "precision") if skip.get(k)
+        )
+        click.echo(f"skipped  {where}: {skip['reason']}")
 
 
 def _check_outputs(opts: dict[str, Any]) -> None:
@@ -185,14 +255,21 @@ def _bench(opts: dict[str, Any], modes: Any, progress: Callable[[str], Any] | No
     """:func:`zoo.bench.plan.bench` with the command's options."""
     from zoo.bench.plan import bench
 
+    grid = _grid(opts)
     return bench(
-        opts["models"],
-        opts["datasets"],
-        opts["losses"] or "auto",
-        devices=opts["devices"] or "auto",
-        batch_sizes=opts["batch_sizes"] or (32,),
-        precisions=opts["precisions"] or "fp32",
+        grid.models,
+        grid.datasets,
+        grid.losses,
+        devices=grid.devices,
+        batch_sizes=grid.batch_sizes,
+        precisions=grid.precisions,
         modes=modes,
+        input_shape=grid.input_shape,
+        num_classes=grid.num_classes,
+        compile=grid.compile,
+        compile_mode=grid.compile_mode,
+        channels_last=grid.channels_last,
+        runtimes=grid.runtimes,
         epochs=opts["epochs"],
         lr=opts["lr"],
         seed=opts["seed"],
@@ -288,6 +365,40 @@ def compare_cmd(old: str, new: str, threshold: str, strict: bool, as_json: bool)
         click.echo(f"regression: {len(cmp.broken)} row(s) ran before and fail now", err=True)
     if cmp.failed:
         click.get_current_context().exit(1)
+
+
+@bench_cmd.command("merge")
+@click.argument("files", nargs=-1, required=True)
+@click.option("--json", "json_path", default=None, metavar="FILE", help="Write the merged JSON.")
+@click.option("--csv", "csv_path", default=None, metavar="FILE", help="Write the table as CSV.")
+@click.option("--plot", "plot_path", default=None, metavar="FILE.png", help="Write a PNG plot.")
+def merge_cmd(
+    files: tuple[str, ...], json_path: str | None, csv_path: str | None, plot_path: str | None
+) -> None:
+    """Put the rows of several `zoo bench --json` files (machines) in one table.
+
+    Rows line up on model, input, loss, batch size, precision, mode and knobs; each machine
+    (device, device name, host, torch version) gets a ms/batch column. The files must share
+    one schema. The merged JSON is itself a bench result (compare and merge read it).
+    """
+    from zoo.bench.merge import merge_files
+
+    if plot_path and not plot_path.lower().endswith(".png"):
+        raise UsageError(f"--plot writes a PNG image; name it FILE.png, not {plot_path}")
+    _check_outputs(
+        {"json_path": json_path, "csv_path": csv_path, "plot_path": plot_path, "export_dir": None}
+    )
+    merged = merge_files(files)
+    click.echo(merged.table())
+    written = []
+    if json_path:
+        written.append(str(merged.write_json(json_path)))
+    if csv_path:
+        written.append(str(merged.write_csv(csv_path)))
+    if plot_path:
+        written.append(str(merged.plot(plot_path)))
+    if written:
+        click.echo(f"wrote {', '.join(written)}", err=True)
 
 
 def _key(row: dict[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
-__all__ = ["evaluate_cmd", "predict_cmd", "read_input", "write_predictions"]
+__all__ = ["evaluate_cmd", "predict_cmd", "read_input", "write_names", "write_predictions"]
 
 # --threads: the one rule of zoo.runtime.threads, described once (by TrainConfig's field)
 _threads_option = click.option("--threads", type=int, help=TrainConfig.meta("threads")["help"])
@@ -78,18 +78,51 @@ def evaluate_cmd(
 )
 @click.option("--key", help="Tensor name in a .safetensors input holding several.")
 @click.option("--raw", is_flag=True, help="Model outputs (logits/values) instead of labels.")
+@click.option("--proba", is_flag=True, help="Class probabilities (binary: the positive class's).")
+@click.option(
+    "--no-transform",
+    "transformed",
+    is_flag=True,
+    help="Inputs are already transformed (as load_dataset returns them): skip the transform "
+    "recorded with the weights.",
+)
 @click.option("--batch-size", type=int, default=api.EVAL_BATCH_SIZE, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @_threads_option
 def predict_cmd(
-    source: str, input_path: str, output: str | None, key: str | None, raw: bool,
-    batch_size: int, device: str, threads: int | None,
+    source: str, input_path: str, output: str | None, key: str | None, raw: bool, proba: bool,
+    transformed: bool, batch_size: int, device: str, threads: int | None,
 ) -> None:  # fmt: skip
-    """Predict with a run's model (or weights, or a pretrained entry): labels, else values."""
+    """Predict with a run's model (or weights, or a pretrained entry) on raw inputs: the
+    transform recorded with the weights is applied; class names (when recorded), else labels,
+    else values."""
+    if raw and proba:
+        raise UsageError("--raw and --proba are two different outputs: give one")  # before work
     path = api.resolve_weights(source)
     X = read_input(Path(input_path), key)
-    pred = api.predict(path, X, raw=raw, batch_size=batch_size, device=device, threads=threads)
+    pred = api.predict(
+        path, X, raw=raw, proba=proba, transform=not transformed, batch_size=batch_size,
+        device=device, threads=threads,
+    )  # fmt: skip
+    named = output is None or Path(output).suffix.lower() == ".csv"  # .npy/.safetensors: labels
+    if named and not (raw or proba) and pred.dim() == 1 and not pred.is_floating_point():
+        recorded = api.transforms(path)
+        if recorded.classes and all(0 <= v < len(recorded.classes) for v in pred.tolist()):
+            write_names(recorded.names(pred), output)
+            return
     write_predictions(pred, output)
+
+
+def write_names(names: list[str], output: str | None) -> None:
+    """Class names, one a line, to stdout or a ``.csv`` file (atomically)."""
+    text = "".join(f"{name}\n" for name in names)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    from zoo._util.atomic import write_text
+
+    write_text(Path(output), text)
+    click.echo(f"wrote {len(names)} predictions to {output}", err=True)
 
 
 def read_input(path: Path, key: str | None = None) -> torch.Tensor:

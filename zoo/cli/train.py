@@ -206,10 +206,13 @@ def train_cmd(ctx: click.Context, **params: Any) -> None:
                 "epochs": len(result.history),
                 "best_epoch": result.best_epoch,
                 "stopped_early": result.stopped_early,
+                "metrics_from": result.extra.get("metrics_from"),
                 "seconds": result.seconds,
             }
         )
     elif result.run_dir is not None:
+        if trainer.has_val or trainer.config.save_best:  # else the table is what it always was
+            click.echo(f"metrics of the {result.extra['metrics_from']}:")
         echo_metrics(result.metrics)
         click.echo(f"run: {result.run_dir}")
 

@@ -16,6 +16,13 @@ next fetch once nobody holds its blob's lock: judged by the lock, not a PID, so 
 another node sharing the cache is doing is kept. A cache that cannot be written (read-only)
 still serves what it holds, with a warning where it could not keep a fresh copy.
 
+torchvision's weights (:mod:`zoo.hub.table`) publish only a sha256 prefix: their first
+download must match it, is converted once to a safetensors blob (:mod:`zoo.hub.convert`; the
+``.pth`` is never kept), and ``pins/<key>.json`` records the ``.pth``'s full sha256 and size
+and the blob's (trust on first use, :func:`first_use`); the blob is then verified as any
+other, and a later download must match the recorded hash in full. ``$ZOO_MIRROR`` replaces
+the host these files come from.
+
 Every hit is verified. Beside each blob, ``<blob>.json`` records its sha256 and the fingerprint
 the file had when it was last hashed (size, ``mtime_ns``, ``ctime_ns``, inode); no blob's name
 ends in ``.json``. A hit whose
@@ -32,6 +39,7 @@ wrong. Rot that changes no metadata is what ``zoo cache verify`` (:func:`verify_
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -69,6 +77,7 @@ __all__ = [
     "fetch_entry",
     "fetch_file",
     "fetch_index",
+    "first_use",
     "is_cached",
     "is_offline",
     "locked",
@@ -171,7 +180,12 @@ def fetch_entry(entry: PretrainedEntry, offline: bool | None = None) -> Path:
 def is_cached(entry: PretrainedEntry) -> bool:
     """Whether every file of ``entry`` is in the cache and verified (a fetch would download
     nothing): a file whose fingerprint changed since it was recorded is re-hashed first."""
-    return all(_check_hit(blob_path(ref), ref).ok for ref in entry.files)
+    return all(
+        _prefixed_hit(ref, first_use(ref))[1].ok
+        if ref.prefix_only
+        else _check_hit(blob_path(ref), ref).ok
+        for ref in entry.files
+    )
 
 
 def blob_path(ref: FileRef) -> Path:
@@ -196,6 +210,8 @@ def fetch_file(ref: FileRef, *, name: str = "", offline: bool | None = None) -> 
     one-line :class:`FetchError` for a remote file. A cached copy that hashes right but is
     not the size ``ref`` says is kept, and ``ref`` is the error.
     """
+    if ref.prefix_only:
+        return _fetch_prefixed(ref, name, offline)
     target = blob_path(ref)
     what = f"{name!r}" if name else ref.url
     check = _check_hit(target, ref, name)
@@ -233,6 +249,110 @@ def fetch_file(ref: FileRef, *, name: str = "", offline: bool | None = None) -> 
             _write_record(target, ref.sha256, ref.url, name)
     except OSError as exc:
         where = exc.filename or target.parent
+        raise FetchError(
+            f"cannot write to the cache ({where}): {exc.strerror or exc}; "
+            "set ZOO_HOME to a writable directory"
+        ) from None
+    return target
+
+
+# ---------------------------------------------------------------- trust on first use
+
+
+def _pin_path(ref: FileRef) -> Path:
+    """Where the first fetch of a prefix-only file records what it hashed to (by URL path, so a
+    mirror serving the same path shares it)."""
+    path = urllib.parse.urlsplit(ref.url).path
+    return cache_dir() / "pins" / (hashlib.sha256(path.encode()).hexdigest()[:32] + ".json")
+
+
+def first_use(ref: FileRef) -> dict[str, Any] | None:
+    """What the first download of a prefix-only ``ref`` recorded: the ``.pth``'s full
+    ``source_sha256`` and ``source_size``, and the converted blob's ``sha256`` and ``size``;
+    ``None`` when it was never fetched (or the record is unreadable)."""
+    try:
+        with open(_pin_path(ref), "rb") as fh:
+            pin = loads(fh.read(RECORD_MAX + 1), max_bytes=RECORD_MAX)
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(pin, dict) and all(
+        isinstance(pin.get(k), str) and len(pin[k]) == 64 for k in ("sha256", "source_sha256")
+    )
+    sizes = ok and all(type(pin.get(k)) is int for k in ("size", "source_size"))
+    return pin if sizes and pin["source_sha256"].startswith(ref.sha256) else None
+
+
+def _prefixed_hit(ref: FileRef, pin: dict[str, Any] | None) -> tuple[Path | None, _Check]:
+    """The converted blob of a pinned prefix-only file, verified as every blob is."""
+    if pin is None:
+        return None, _Check(False)
+    target = cache_dir() / "blobs" / f"{pin['sha256']}.safetensors"
+    return target, _check_hit(target, _converted_ref(ref, pin))
+
+
+def _converted_ref(ref: FileRef, pin: dict[str, Any]) -> FileRef:
+    return dataclasses.replace(ref, sha256=pin["sha256"], size=pin["size"], prefix_only=False)
+
+
+def _fetch_prefixed(ref: FileRef, name: str, offline: bool | None) -> Path:
+    """A torchvision file (:attr:`FileRef.prefix_only`): a verified hit of its converted blob,
+    else downloaded (from ``$ZOO_MIRROR`` when set), checked against its sha256 prefix (later
+    downloads: against the full sha256 and size recorded the first time), converted to
+    safetensors (:mod:`zoo.hub.convert`) and recorded. Only the safetensors blob is kept."""
+    from zoo._util.atomic import write_json
+    from zoo.hub.convert import download_checked, to_safetensors
+    from zoo.hub.table import mirrored
+
+    what = f"{name!r}" if name else ref.url
+    url = mirrored(ref.url)  # a bad $ZOO_MIRROR is a usage error, hit or not
+    target, check = _prefixed_hit(ref, first_use(ref))
+    if target is not None and check.ok:
+        return target
+    if is_offline(offline):
+        raise FetchError(
+            f"offline (ZOO_OFFLINE) and {what} is not in the cache ({cache_dir()}); "
+            "fetch it once with network access"
+        )
+    if check.problem:
+        get_logger(__name__).warning(
+            f"cached copy of {what} ({target}) is corrupt ({check.problem}); fetching it again"
+        )
+    file = urllib.parse.urlsplit(ref.url).path.rsplit("/", 1)[-1]
+    blobs, lock = cache_dir() / "blobs", _lock_of(file)
+    for folder in (blobs, lock.parent):
+        _make_cache_dir(folder)
+    converted = blobs / f".{file.split('.', 1)[0]}.safetensors.part"
+    try:
+        _sweep(blobs)
+        with locked(lock):
+            pin = first_use(ref)
+            target, check = _prefixed_hit(ref, pin)
+            if target is not None and check.ok:  # fetched by another process meanwhile
+                return target
+            if target is not None:
+                _remove_blob(target)  # a corrupt converted blob is never a hit
+            try:
+                expect = (pin["source_sha256"], pin["source_size"]) if pin else None
+                pth, sha, size = download_checked(url, ref.sha256, ref.size, blobs, expect)
+                try:
+                    to_safetensors(pth, converted, f"{file} from {url}")
+                finally:
+                    pth.unlink(missing_ok=True)
+                blob_sha = _sha256(converted)
+                target = blobs / f"{blob_sha}.safetensors"
+                os.replace(converted, target)
+                _write_record(target, blob_sha, ref.url, name)
+                now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                write_json(_pin_path(ref), {
+                    "url": ref.url, "file": file, "trust": "first use",
+                    "source_sha256": sha, "source_size": size,
+                    "sha256": blob_sha, "size": target.stat().st_size,
+                    "fetched": (pin or {}).get("fetched", now), "from": url,
+                })  # fmt: skip
+            finally:
+                converted.unlink(missing_ok=True)
+    except OSError as exc:
+        where = exc.filename or blobs
         raise FetchError(
             f"cannot write to the cache ({where}): {exc.strerror or exc}; "
             "set ZOO_HOME to a writable directory"

@@ -71,6 +71,9 @@ class FileRef:
     url: str
     sha256: str
     size: int
+    #: ``True`` for torchvision's files (:mod:`zoo.hub.table`): ``sha256`` is only the prefix
+    #: their name publishes and ``size`` a byte cap; the full hash is recorded at first fetch
+    prefix_only: bool = False
 
     @property
     def suffix(self) -> str:
@@ -105,6 +108,8 @@ class PretrainedEntry:
     plugin: str | None = None  # the model's plugin, distribution and version (schema 2)
     dist: str | None = None
     dist_version: str | None = None
+    default: bool = False  # the model's default entry (``pretrained=True``)
+    about: dict[str, Any] = field(default_factory=dict)  # params, categories, transforms...
 
     @property
     def tag(self) -> str:
@@ -146,8 +151,23 @@ class PretrainedEntry:
             "recipe": self.recipe,
             "created": self.created,
             "source": self.source,
-            "files": [{"url": f.url, "sha256": f.sha256, "size": f.size} for f in self.files],
+            "files": [_file_dict(f) for f in self.files],
+            **({"default": True} if self.default else {}),
+            **self.about,
         }
+
+
+def _file_dict(ref: FileRef) -> dict[str, Any]:
+    if not ref.prefix_only:
+        return {"url": ref.url, "sha256": ref.sha256, "size": ref.size}
+    return {
+        "url": ref.url, "sha256_prefix": ref.sha256, "max_bytes": ref.size,
+        "integrity": (
+            f"trust on first use: the first download must match the sha256 prefix "
+            f"{ref.sha256} its name publishes; its full sha256 and size are recorded then and "
+            "every later use is checked against them"
+        ),
+    }  # fmt: skip
 
 
 def _summary(entry: PretrainedEntry, tasks: list[str]) -> str:

@@ -5,7 +5,8 @@ Registries, searched in this order (like ``PATH``: the first one naming an entry
 1. ``registry=`` arguments / ``--registry`` options, in order;
 2. ``$ZOO_REGISTRY`` (comma-separated), in order;
 3. the bundled registry (package ``zoo_registry``: the repo's ``registry/``);
-4. ``pretrained=[...]`` declarations in plugins' model metadata.
+4. torchvision's weights, from the generated table of :mod:`zoo.hub.table`;
+5. ``pretrained=[...]`` declarations in plugins' model metadata.
 
 So a registry you add explicitly overrides the bundled one. An entry is identified by its
 qualified name, ``plugin/model.tag`` (:func:`~zoo.hub.entries.qualified_name`): when two sources
@@ -41,6 +42,7 @@ from pathlib import Path
 from zoo._util.log import get_logger, warn_once
 from zoo._util.names import filter_names, normalize_name, unknown_message
 from zoo.errors import AmbiguousNameError, FetchError, UnknownNameError, UsageError, ZooError
+from zoo.hub import table
 from zoo.hub.cache import fetch_entry, fetch_index
 from zoo.hub.entries import (
     PretrainedEntry,
@@ -58,10 +60,12 @@ from zoo.registry.plugins import get_registry
 
 __all__ = [
     "all_entries",
+    "default_tag",
     "fetch",
     "get_pretrained",
     "list_pretrained",
     "load_index",
+    "model_tags",
     "pretrained_for",
     "pretrained_listing",
     "registry_locations",
@@ -196,7 +200,7 @@ def _collect(registry: str | list[str] | tuple[str, ...] | None, offline: bool |
             continue
         for entry in entries:
             _keep_first(found, entry)
-    for entry in _plugin_entries():
+    for entry in [*table.entries(), *_plugin_entries()]:
         _keep_first(found, entry)
     return _Found(found, skipped)
 
@@ -218,7 +222,9 @@ def _contents(entry: PretrainedEntry) -> tuple:
 
 def _where(entry: PretrainedEntry) -> str:
     kind, _, name = entry.source.partition(":")
-    return f"plugin {name}" if kind == "plugin" else f"registry {entry.source}"
+    return {"plugin": f"plugin {name}", "table": f"zoo's table {name}"}.get(
+        kind, f"registry {entry.source}"
+    )
 
 
 def all_entries(
@@ -254,6 +260,30 @@ def pretrained_for(model: Entry, registry: str | list[str] | None = None) -> lis
     return [
         name for name, entry in pretrained_listing(None, registry) if model_entry(entry) is model
     ]
+
+
+def model_tags(model: Entry, registry: str | list[str] | None = None) -> list[PretrainedEntry]:
+    """The pretrained entries whose weights are for exactly ``model``, by listed name."""
+    return [e for _, e in pretrained_listing(None, registry) if model_entry(e) is model]
+
+
+def default_tag(model: Entry, registry: str | list[str] | None = None) -> str:
+    """The tag ``pretrained=True`` means for ``model``: its entry declared default
+    (torchvision's ``DEFAULT``), else its only entry; several and no default is a
+    one-line :class:`UsageError` listing them."""
+    mine = model_tags(model, registry)
+    declared = [e for e in mine if e.default]
+    if len(declared) == 1 or len(mine) == 1:
+        return (declared or mine)[0].tag
+    if not mine:
+        raise UsageError(
+            f"model {model.qualname} has no pretrained entries (see `zoo list pretrained`)"
+        )
+    tags = ", ".join(sorted(e.tag for e in mine))
+    raise UsageError(
+        f"model {model.qualname} has several pretrained entries and none is declared its "
+        f"default; pass pretrained= one of: {tags}"
+    )
 
 
 def get_pretrained(

@@ -81,6 +81,14 @@ class Precision:
         """The backward pass from ``tensor`` (for fp16, from the GradScaler-scaled tensor)."""
         (tensor if self.scaler is None else self.scaler.scale(tensor)).backward()
 
+    def clip(self, optimizer: torch.optim.Optimizer, max_norm: float) -> None:
+        """Clip the gradients of ``optimizer``'s parameters to total norm ``max_norm`` (for fp16,
+        unscaled first, so the norm is the true one)."""
+        if self.scaler is not None:
+            self.scaler.unscale_(optimizer)
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, max_norm)
+
     def step(self, optimizer: torch.optim.Optimizer) -> None:
         """``optimizer.step()``; for fp16 ``scaler.step(optimizer)`` then ``scaler.update()``
         (a step whose gradients overflowed is skipped and the scale lowered)."""

@@ -25,7 +25,14 @@ from zoo.errors import UsageError
 from zoo.runtime.precision import Precision
 from zoo.tasks import metrics
 
-__all__ = ["evaluate_batches", "input_dtype", "predict_outputs", "task_targets", "train_step"]
+__all__ = [
+    "evaluate_batches",
+    "input_dtype",
+    "predict_outputs",
+    "smooth_targets",
+    "task_targets",
+    "train_step",
+]
 
 
 def train_step(
@@ -39,8 +46,17 @@ def train_step(
     task: str,
     expects: str = "logits",
     loss_factor: float = 1.0,
+    zero_grad: bool = True,
+    step: bool = True,
+    clip_grad: float | None = None,
+    label_smoothing: float = 0.0,
+    record: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> torch.Tensor:
     """One optimisation step on the batch ``(x, y)``: forward, loss, zero_grad, backward, step.
+
+    With gradient accumulation over N batches, the first of them zeroes the gradients, the
+    last steps the optimizer (clipping first, with ``clip_grad``), and each weighs its loss by
+    ``1/N`` (through ``loss_factor``).
 
     Args:
         model: the module to train, already in ``train()`` mode (may be wrapped in DDP).
@@ -53,6 +69,12 @@ def train_step(
         loss_factor: the gradient is that of ``loss * loss_factor`` (DDP weighs each rank's
             loss by its share of the global batch; ``0`` still runs backward, so every rank
             takes part in the all-reduce).
+        zero_grad, step: whether this batch starts (zeroes the gradients) and ends (steps the
+            optimizer) an accumulation of gradients; both for a plain step.
+        clip_grad: clip the gradients' total norm to this before stepping.
+        label_smoothing: train on targets smoothed towards uniform (classification).
+        record: where to append ``(output, target)`` of this batch, detached (the training
+            pass's metrics are computed from them at the end of the epoch).
 
     Returns:
         The batch's loss, detached (on the device: no synchronisation here).
@@ -61,16 +83,37 @@ def train_step(
     with precision.forward_context():
         output = model(x)
     output = metrics.align(task, precision.convert_output(output), y)
+    if record is not None:
+        record.append((output.detach(), y))
+    if label_smoothing:
+        y = smooth_targets(task, y, output, label_smoothing)
     if expects != "logits":
         output = metrics.to_loss_input(expects, task, output)
     loss = loss_fn(output, y)
     objective = loss
     if loss_factor != 1.0:
         objective = output.sum() * 0.0 if loss_factor == 0.0 else loss * loss_factor
-    optimizer.zero_grad()
+    if zero_grad:
+        optimizer.zero_grad()
     precision.backward(objective)
-    precision.step(optimizer)
+    if step:
+        if clip_grad is not None:
+            precision.clip(optimizer, clip_grad)
+        precision.step(optimizer)
     return loss.detach()
+
+
+def smooth_targets(
+    task: str, y: torch.Tensor, output: torch.Tensor, epsilon: float
+) -> torch.Tensor:
+    """Targets smoothed towards uniform by ``epsilon``: binary ``y(1-e) + e/2``; multiclass
+    class indices become rows of probabilities ``onehot(1-e) + e/K`` (``K`` the outputs)."""
+    if task == "binary":
+        return y * (1 - epsilon) + 0.5 * epsilon
+    if task == "multiclass" and y.dim() == 1:
+        k = output.shape[1]
+        return torch.nn.functional.one_hot(y, k).to(output.dtype) * (1 - epsilon) + epsilon / k
+    return y
 
 
 def task_targets(task: str, y: torch.Tensor) -> torch.Tensor:

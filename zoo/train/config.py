@@ -33,7 +33,7 @@ from zoo.errors import UsageError
 __all__ = ["DERIVED", "RESUME", "TrainConfig", "TrainState", "setting", "type_name"]
 
 # Keys ``run.json``'s ``settings`` holds besides the config's fields: worked out from them.
-DERIVED = ("task", "entries")
+DERIVED = ("task", "entries", "data")
 
 # What a resumed run does with a setting (the ``resume`` of :func:`setting`).
 RESUME = {
@@ -97,7 +97,10 @@ class TrainConfig:
     """
 
     model: str | None = setting(None, "Registered model name.", short="-m", resume="refuse")
-    dataset: str | None = setting(None, "Registered dataset name.", short="-d", resume="refuse")
+    dataset: str | None = setting(
+        None, "Registered dataset name, or your data: a .csv, .npz, .npy or image folder path.",
+        short="-d", resume="refuse",
+    )  # fmt: skip
     loss: str | None = setting(
         None, "Loss name (default by task: mse, bce-with-logits, cross-entropy).", weights=True
     )
@@ -118,8 +121,13 @@ class TrainConfig:
     compile: bool | str = setting(False, "torch.compile the model (a recipe may name the backend).")
     patience: int | None = setting(None, "Early stopping: epochs without improvement.")
     monitor: str | None = setting(
-        None, "Metric for early stopping, e.g. loss, accuracy, train_loss."
-    )
+        None, "Metric for early stopping and --save-best, e.g. loss, accuracy, train_loss "
+        "(of the val split where there is one, else the test split's).",
+    )  # fmt: skip
+    save_best: bool = setting(
+        False, "Keep the best epoch's weights (by --monitor) as model.safetensors, the last "
+        "as last.safetensors.",
+    )  # fmt: skip
     model_kwargs: dict[str, Any] = setting(
         {}, "Model kwarg (JSON value).", flag="--model-arg", metavar="KEY=VALUE",
         resume="refuse",
@@ -131,11 +139,57 @@ class TrainConfig:
         {}, "Dataset kwarg (JSON value).", flag="--dataset-arg", metavar="KEY=VALUE",
         resume="refuse", weights=True,
     )  # fmt: skip
+    target: str | None = setting(
+        None, "Your CSV's label column (default the last).", resume="refuse", weights=True
+    )
+    labels: str | None = setting(
+        None, "A .npy of labels for a .npy of features.", resume="refuse", metavar="PATH"
+    )
+    task: str | None = setting(
+        None, "Your data's task: regression, binary or multiclass (default from the labels).",
+        resume="refuse", weights=True,
+    )  # fmt: skip
+    image_size: int = setting(
+        32, "Your image folder's images are resized to this square.", resume="refuse",
+        weights=True,
+    )  # fmt: skip
+    test_fraction: float = setting(
+        0.2, "Your data's test split (seeded, stratified).", resume="refuse", weights=True
+    )
+    val_fraction: float = setting(
+        0.0, "Your data's validation split (seeded, stratified).", resume="refuse", weights=True
+    )
+    scheduler: str | None = setting(
+        None, "Learning-rate schedule: cosine, onecycle, step or plateau.", resume="refuse",
+        weights=True,
+    )  # fmt: skip
+    warmup_epochs: int = setting(
+        0, "Linear learning-rate warmup over this many epochs.", resume="refuse", weights=True
+    )
+    clip_grad: float | None = setting(
+        None, "Clip the gradients' total norm to this before each step.", metavar="NORM",
+        weights=True,
+    )  # fmt: skip
+    accumulate: int = setting(
+        1, "Accumulate gradients over N batches per optimizer step.", metavar="N",
+        resume="refuse", weights=True,
+    )  # fmt: skip
+    label_smoothing: float = setting(
+        0.0, "Smooth classification targets towards uniform by this much (0 to 1).",
+        weights=True,
+    )  # fmt: skip
     workers: int | None = setting(None, "DataLoader workers (Dataset-backed data only).")
     threads: int | None = setting(
         None, "Intra-op CPU threads (default $OMP_NUM_THREADS, else physical cores per process)."
     )
-    train_metrics: bool = setting(True, "Measure the metrics on the training split each epoch.")
+    train_metrics: bool = setting(
+        True, "Train metrics each epoch: from the training pass's outputs (running, as Lightning "
+        "and Keras report them) unless --exact-train-metrics.",
+    )  # fmt: skip
+    exact_train_metrics: bool = setting(
+        False, "Train metrics from a second pass over the train split after each epoch (the "
+        "epoch's final weights; costs a full extra pass).",
+    )  # fmt: skip
     data_dir: str | None = setting(
         None, "Root of local datasets (default $ZOO_DATA).", weights=True, path=True
     )
@@ -241,6 +295,24 @@ class TrainConfig:
         if workers is not None and (isinstance(workers, bool) or workers < 0):
             raise UsageError(f"workers must be 0 or more, got {workers!r}")
         seed_int(self.seed)
+        if self.task is not None and self.task not in ("regression", "binary", "multiclass"):
+            raise UsageError(f"unknown task {self.task!r}; use regression, binary or multiclass")
+        positive_int(self.image_size, "image size")
+        positive_int(self.accumulate, "--accumulate")
+        if self.clip_grad is not None and not self.clip_grad > 0:
+            raise UsageError(f"--clip-grad must be a positive norm, got {self.clip_grad}")
+        if not 0 <= self.label_smoothing < 1:
+            raise UsageError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        from zoo.train.schedule import check_schedule
+
+        check_schedule(self.scheduler, self.warmup_epochs, self.epochs)
+        if not 0 < self.test_fraction < 1:
+            raise UsageError(f"test fraction must be between 0 and 1, got {self.test_fraction}")
+        if not 0 <= self.val_fraction < 1 or self.test_fraction + self.val_fraction >= 1:
+            raise UsageError(
+                f"val fraction must be 0 or more, with the test fraction below 1, "
+                f"got {self.val_fraction}"
+            )
 
 
 @dataclass
@@ -257,6 +329,8 @@ class TrainState:
         resumed_from: the checkpoint this run continued from.
         changes: the settings a resume changed: ``{"epoch", "setting", "from", "to"}`` each,
             ``epoch`` being the first one trained with the new value.
+        best_weights: the best epoch's weights (CPU copies), kept for ``save_best``.
+        scheduler: the learning-rate schedule's state (:meth:`Schedule.state_dict`).
     """
 
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -269,6 +343,8 @@ class TrainState:
     error: str | None = None
     resumed_from: str | None = None
     changes: list[dict[str, Any]] = field(default_factory=list)
+    best_weights: dict[str, Any] | None = None
+    scheduler: dict[str, Any] | None = None
 
     def to_checkpoint(self, elapsed: float) -> dict[str, Any]:
         """The JSON a checkpoint keeps, ``elapsed`` being this fit's seconds so far."""
@@ -278,6 +354,8 @@ class TrainState:
                       "bad_epochs": self.bad_epochs},
             "elapsed_s": self.elapsed_before + elapsed,
             "changes": self.changes,
+            "best_weights": self.best_weights,
+            "scheduler": self.scheduler,
         }  # fmt: skip
 
     @classmethod
@@ -293,6 +371,8 @@ class TrainState:
             start_epoch=epoch + 1,
             resumed_from=path,
             changes=list(saved.get("changes") or []),
+            best_weights=saved.get("best_weights") or None,
+            scheduler=saved.get("scheduler") or None,
         )
 
 

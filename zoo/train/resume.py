@@ -78,8 +78,17 @@ def resolve_config(
             layers[key] = {**below, **value}
         else:
             layers[key] = value
+    own_data = bool(saved.get("data"))
+    if own_data and "dataset" not in given and "dataset" not in from_recipe:
+        how = "--dataset PATH" if given_as == "flag" else "dataset=PATH"
+        raise UsageError(
+            f"{find_run(resume)} trained on data of your own ({saved.get('dataset')}); "
+            f"give it again to resume ({how}): a run never re-reads a file by itself"
+        )
     if saved:
         for key in ("model", "dataset", "loss"):
+            if key == "dataset" and own_data:
+                continue  # a path: the checkpoint's fingerprint compares the resolved one
             if key in given:
                 where = _describe(key, given[key], given_as)
             else:

@@ -41,6 +41,7 @@ from zoo.weights.source import RECIPE, RUN_JSON, WEIGHTS, read_run_json
 
 __all__ = [
     "CURVES",
+    "LAST",
     "LOCK",
     "METRICS_CSV",
     "WEIGHTS",
@@ -65,6 +66,7 @@ LOCK = ".lock"  # held (fcntl.flock) by the process writing the run
 _MAX_NAMES = 1000  # default names tried: base, base-2, ..., base-1000
 
 log = get_logger(__name__)
+LAST = "last.safetensors"  # with save_best: the last epoch's weights (WEIGHTS the best's)
 
 
 def versions(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -333,7 +335,7 @@ def curves_figure(history: list[dict[str, Any]], metric: str) -> Any:
     epochs = [row["epoch"] for row in history]
     fig = Figure(figsize=(10, 4), layout="constrained")
     for ax, name in zip(fig.subplots(1, 2), ("loss", metric), strict=True):
-        for split, style in (("train", "-o"), ("test", "-s")):
+        for split, style in (("train", "-o"), ("val", "-^"), ("test", "-s")):
             key = f"{split}_{name}"
             values = [row.get(key) for row in history]
             if any(v is not None for v in values):
@@ -394,6 +396,7 @@ def run_info(trainer: Any, status: str, started: str, t_start: float) -> dict[st
             "kwargs": settings["dataset_kwargs"],
             "train_size": trainer.train_batches.num_samples,
             "test_size": trainer.test_batches.num_samples,
+            "val_size": trainer.val_batches.num_samples if trainer.val_batches else 0,
             "loader": type(trainer.train_batches).__name__,
         },
         "loss": {
@@ -461,7 +464,7 @@ def write_outputs(
         started, t_start: as for :func:`run_info`.
     """
     settings = trainer.settings()
-    keep = (*TrainConfig.names(weights=True), "entries")
+    keep = (*TrainConfig.names(weights=True), "entries", "data")
     extra = {"train": {k: settings[k] for k in keep}}
     out = trainer.out
     history = trainer.state.history
@@ -472,10 +475,18 @@ def write_outputs(
         _written(out / RECIPE, lambda: keep_recipe(out, trainer.recipe))
     info = run_info(trainer, status, started, t_start)
     info["result"]["metrics"] = metrics
+    info["result"]["metrics_from"] = getattr(trainer, "metrics_from", None)
+    last = getattr(trainer, "_last_weights", None)
+    if last is not None:  # save_best: the last epoch's weights too, beside the best
+        _written(out / LAST, lambda: _export_state(trainer.model, last, out / LAST, extra))
     _written(
         out / WEIGHTS,
         lambda: weights.export(
-            trainer.model, out / WEIGHTS, dataset=settings["dataset"], metrics=metrics, extra=extra
+            trainer.model,
+            out / WEIGHTS,
+            dataset=None if settings["data"] else settings["dataset"],
+            metrics=metrics,
+            extra=extra,
         ),
     )  # last but run.json: the weights file marks a finished run
     try:
@@ -483,6 +494,16 @@ def write_outputs(
     except ZooError:
         (out / WEIGHTS).unlink(missing_ok=True)  # unrecorded: resuming finishes it again
         raise
+
+
+def _export_state(model: Any, state: dict[str, Any], path: Path, extra: dict[str, Any]) -> None:
+    """Export ``model`` with the weights ``state``, then put its own weights back."""
+    current = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(state)
+    try:
+        weights.export(model, path, extra=extra)
+    finally:
+        model.load_state_dict(current)
 
 
 def _written(target: Path, write: Any) -> Any:

@@ -40,6 +40,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from zoo import api
 from zoo._util.jsonio import jsonable
+from zoo._util.log import get_logger
 from zoo.api import EVAL_BATCH_SIZE, num_classes_of, predict_model
 from zoo.errors import IncompatibleError, UsageError, ZooError, one_line
 from zoo.models import build_model, model_kwargs
@@ -47,10 +48,12 @@ from zoo.runtime import distributed
 from zoo.runtime.batches import TensorBatches, make_batches
 from zoo.runtime.device import resolve_device, synchronize
 from zoo.runtime.distributed import env_world
+from zoo.runtime.owndata import is_data_path
 from zoo.runtime.precision import Precision
-from zoo.runtime.step import evaluate_batches, train_step
+from zoo.runtime.step import evaluate_batches, smooth_targets, train_step
 from zoo.runtime.threads import resolve_threads, use_threads
 from zoo.tasks import contracts as tasks
+from zoo.tasks.metrics import compute_metrics
 from zoo.train.checkpoint import (
     Checkpoint,
     CorruptCheckpoint,
@@ -63,6 +66,7 @@ from zoo.train.checkpoint import (
     write_error,
 )
 from zoo.train.config import TrainConfig, TrainState
+from zoo.train.localdata import LocalDataset, local_dataset
 from zoo.train.optim import create_optimizer, optimizer_kwargs, resolve_optimizer
 from zoo.train.progress import Progress
 from zoo.train.resume import Change, compare_settings, refusal, resolve_config
@@ -78,6 +82,9 @@ from zoo.train.rundir import (
     write_outputs,
     write_run_json,
 )
+from zoo.train.schedule import Schedule
+
+log = get_logger(__name__)
 
 __all__ = [
     "FitResult",
@@ -113,13 +120,15 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def monitor_key(monitor: str | None, task: str) -> str:
-    """``loss`` -> ``test_loss``; ``train_accuracy`` stays; anything else is a clear error."""
+def monitor_key(monitor: str | None, task: str, val: bool = False) -> str:
+    """``loss`` -> ``val_loss`` (``test_loss`` without a val split); ``train_accuracy`` stays;
+    anything else is a clear error."""
     names = ("loss", *tasks.TASKS[task].metrics)
-    allowed = [f"{split}_{n}" for split in ("test", "train") for n in names]
+    watched = "val" if val else "test"
+    allowed = [f"{split}_{n}" for split in (watched, "train") for n in names]
     key = (monitor or "loss").strip().lower().replace("-", "_")
     if key in names:
-        key = f"test_{key}"
+        key = f"{watched}_{key}"
     if key not in allowed:
         raise UsageError(
             f"cannot monitor {monitor!r} for a {task} task; use one of {', '.join(allowed)}"
@@ -138,7 +147,10 @@ def lower_is_better(key: str) -> bool:
 class Trainer:
     """Train any compatible (model, dataset, loss) with the canonical loop.
 
-    ``model`` is a registered name (built for ``dataset``) or an ``nn.Module``. ``loss``
+    ``model`` is a registered name (built for ``dataset``) or an ``nn.Module``. ``dataset`` is
+    a registered name, or your own data (:mod:`zoo.train.localdata`): the path of a CSV,
+    ``.npz``, ``.npy`` or image folder (a ``str`` naming an existing path is data), an
+    ``(X, y)`` pair of arrays or tensors, or a ``torch.utils.data.Dataset``. ``loss``
     defaults by task (regression ``mse``, binary ``bce-with-logits``, multiclass
     ``cross-entropy``). ``out=None`` writes nothing; otherwise ``out`` becomes a run
     directory. ``resume`` continues from a run directory's checkpoint with the settings given
@@ -154,7 +166,7 @@ class Trainer:
     def __init__(
         self,
         model: str | nn.Module,
-        dataset: str,
+        dataset: Any,
         loss: str | None = None,
         *,
         out: str | os.PathLike | None = None,
@@ -162,11 +174,20 @@ class Trainer:
         **settings: Any,
     ):
         name = model if isinstance(model, str) else None
-        config = TrainConfig.from_kwargs(model=name, dataset=dataset, loss=loss, **settings)
+        label = _dataset_label(dataset)
+        config = TrainConfig.from_kwargs(model=name, dataset=label, loss=loss, **settings)
         self.config = config
         self.recipe: Path | None = None  # the recipe the settings came from, kept with the run
-        self.dataset_entry = api.get_entry("dataset", dataset)
-        self.dataset = self.dataset_entry.name
+        self._local: LocalDataset | None = None
+        if isinstance(dataset, str) and not is_data_path(dataset):
+            self.dataset_entry = api.get_entry("dataset", dataset)
+            local_dataset(dataset, config)  # --target/--labels without data: refused
+        else:
+            config.validate(resuming=resume is not None)  # bad fractions: before reading
+            self._local = local_dataset(dataset, config)
+            config.dataset = self._local.name
+            self.dataset_entry = self._local.entry
+        self.dataset = config.dataset if self._local else self.dataset_entry.name
         self.task = self.dataset_entry.tasks[0]
         self.loss_entry = api.get_entry("loss", loss or tasks.TASKS[self.task].default_loss)
         self.loss = self.loss_entry.name
@@ -192,9 +213,13 @@ class Trainer:
             cls, lr=config.lr, weight_decay=config.weight_decay, momentum=config.momentum
         )
         config.validate(resuming=resume is not None)
-        self.monitor = (
-            monitor_key(config.monitor, self.task) if (config.monitor or config.patience) else None
-        )
+        self.has_val = self._local is not None and "val" in self._local.splits
+        if self._local is None:
+            self.has_val = "val" in (self.dataset_entry.meta.get("splits") or ())
+        watching = config.monitor or config.patience or config.save_best
+        self.monitor = monitor_key(config.monitor, self.task, self.has_val) if watching else None
+        if config.label_smoothing and self.task == "regression":
+            raise UsageError("--label-smoothing is for classification, not a regression")
         device, precision = config.device, config.precision
         self.device_spec = str(device)
         self.device = resolve_device(device)
@@ -312,12 +337,15 @@ class Trainer:
             "model_kwargs": self._model_kwargs(),
             "data_dir": self.data_dir,
         }
-        derived = {"task": self.task, "entries": self.qualnames()}
+        data = self._local.record if self._local is not None else None
+        derived = {"task": self.task, "entries": self.qualnames(), "data": data}
         return jsonable({**self.config.as_dict(), **effective, **derived})
 
     def qualnames(self) -> dict[str, str]:
         """``plugin/name`` of the model, dataset and loss: what resume and evaluate resolve."""
         out = {"dataset": self.dataset_entry.qualname, "loss": self.loss_entry.qualname}
+        if self._local is not None:
+            del out["dataset"]  # no entry: the data is the user's (``settings()["data"]``)
         if self.model_entry is not None:
             out["model"] = self.model_entry.qualname
         return out
@@ -396,7 +424,11 @@ class Trainer:
             entry = self.model_entry  # resolved once: a shared bare name would be ambiguous
             kwargs = model_kwargs(entry, self.dataset_entry, self.model_kwargs)
             try:
-                model = build_model(entry, kwargs, dataset=self.dataset)
+                if self._local is None:
+                    model = build_model(entry, kwargs, dataset=self.dataset)
+                else:  # the weights record no dataset name: the data is the user's
+                    flat = tasks.flattens(entry, self.dataset_entry)
+                    model = build_model(entry, kwargs, flatten=flat)
             except ZooError:
                 raise
             except Exception as exc:
@@ -408,7 +440,7 @@ class Trainer:
         names = self.qualnames()
         loss_fn = api.create_loss(names["loss"], **self.loss_kwargs)
         _try_loss(loss_fn, self.loss_entry.name, self.loss_kwargs, self.task, self.expects,
-                  num_classes_of(self.dataset_entry))  # fmt: skip
+                  num_classes_of(self.dataset_entry), self.config.label_smoothing)  # fmt: skip
         self.model, self.loss_fn = model, loss_fn
 
     def _setup(self) -> None:
@@ -421,12 +453,9 @@ class Trainer:
             torch.cuda.set_device(self.device)
         self.build()
         self.model = self.model.to(self.device)
-        names = self.qualnames()
         self.loss_fn = self.loss_fn.to(self.device)
         self.num_classes = num_classes_of(self.dataset_entry)
-        data = {"data_dir": self.data_dir, **self.dataset_kwargs}
-        train = api.load_dataset(names["dataset"], "train", **data)
-        test = api.load_dataset(names["dataset"], "test", **data)
+        train, test = self._load_split("train"), self._load_split("test")
         self.generator = torch.Generator().manual_seed(self.seed)
         d = self.dist
         self.train_batches = make_batches(
@@ -440,6 +469,10 @@ class Trainer:
             train, eval_bs, device=self.device, workers=self.workers
         )
         self.test_batches = make_batches(test, eval_bs, device=self.device, workers=self.workers)
+        self.val_batches = None
+        if self.has_val:
+            val = self._load_split("val")
+            self.val_batches = make_batches(val, eval_bs, device=self.device, workers=self.workers)
         self.optimizer = create_optimizer(
             self.optimizer_name, self.model.parameters(), lr=self.lr,
             weight_decay=self.weight_decay, momentum=self.momentum,
@@ -454,11 +487,26 @@ class Trainer:
             train_module = torch.compile(train_module, backend=backend)
             eval_module = train_module if not d.enabled else self.model
         self._train_module, self._eval_module = train_module, eval_module
+        self.schedule: Schedule | None = None
+        if self.config.scheduler or self.config.warmup_epochs:
+            self.schedule = Schedule(
+                self.config.scheduler, lr=self.lr, epochs=self.epochs,
+                steps_per_epoch=-(-len(self.train_batches.sizes) // self.config.accumulate),
+                warmup_epochs=self.config.warmup_epochs,
+            )  # fmt: skip
         self.state = TrainState()
         if self.resume is not None:
             self._load_resume()
         self.setup_seconds = time.perf_counter() - t0
         self._ready = True
+
+    def _load_split(self, split: str) -> Any:
+        """One split of the data: the user's own, else the registered dataset's."""
+        if self._local is not None:
+            return self._local.load(split)
+        return api.load_dataset(
+            self.dataset_entry.qualname, split, data_dir=self.data_dir, **self.dataset_kwargs
+        )
 
     def _load_resume(self) -> None:
         ckpt = self._checkpoint or load_checkpoint(self.resume)  # checked by _check_resume
@@ -492,6 +540,8 @@ class Trainer:
             for name, old, new in self._changes
         )
         self.state = state
+        if self.schedule is not None and state.scheduler:
+            self.schedule.load_state_dict(state.scheduler)
         if any(name == "monitor" for name, _, _ in self._changes):
             self._replay_early()
 
@@ -501,7 +551,8 @@ class Trainer:
         state = self.state
         state.best, state.best_epoch, state.bad_epochs = None, None, 0
         for row in state.history:
-            self._update_early(row["epoch"], row)
+            self._update_early(row["epoch"], row, keep=False)
+        state.best_weights = None  # those epochs' weights are gone: the next best is kept
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -518,12 +569,24 @@ class Trainer:
         next_check, checked = every, 0
         losses: list[torch.Tensor] = []
         watch = not d.enabled
+        config, schedule = self.config, self.schedule
+        acc = config.accumulate
+        running = config.train_metrics and not config.exact_train_metrics and not d.enabled
+        record: list[tuple[torch.Tensor, torch.Tensor]] | None = [] if running else None
+        self._running_train = record
         model.train()
         for step, (x, y) in enumerate(batches, 1):
+            start = step - 1 - (step - 1) % acc  # this accumulation group: batches start+1...
+            group = min(acc, steps - start)
+            if schedule is not None and step - 1 == start:
+                schedule.apply(optimizer, epoch, start // acc)
+            factor = 1.0 if factors is None else factors[step - 1]
             loss = train_step(
                 model, x, y, loss_fn=loss_fn, optimizer=optimizer, precision=precision,
-                task=task, expects=expects,
-                loss_factor=1.0 if factors is None else factors[step - 1],
+                task=task, expects=expects, loss_factor=factor / group,
+                zero_grad=step - 1 == start, step=step == start + group,
+                clip_grad=config.clip_grad, label_smoothing=config.label_smoothing,
+                record=record,
             )  # fmt: skip
             losses.append(loss)
             if step == next_check:
@@ -586,15 +649,24 @@ class Trainer:
             task=self.task, loss_fn=self.loss_fn, expects=self.expects,
             num_classes=self.num_classes, precision=self.precision_plugin,
         )  # fmt: skip
-        if self.train_metrics:
+        running = self.__dict__.get("_running_train")
+        if running:  # the training pass's own outputs: no second pass
+            output, target = torch.cat([o for o, _ in running]), torch.cat([t for _, t in running])
+            self._running_train = None
+            train = compute_metrics(self.task, output, target, self.num_classes)
+            row.update({f"train_{k}": v for k, v in train.items()})
+        elif self.train_metrics:  # exact: the epoch's final weights, a second pass
             train = evaluate_batches(self._eval_module, self.train_eval_batches, **common)
             row.update({f"train_{k}": v for k, v in train.items() if k != "loss"})
-        test = evaluate_batches(self._eval_module, self.test_batches, **common)
-        row.update({f"test_{k}": v for k, v in test.items()})
+        split = "val" if self.val_batches is not None else "test"
+        batches = self.val_batches if self.val_batches is not None else self.test_batches
+        scores = evaluate_batches(self._eval_module, batches, **common)
+        row.update({f"{split}_{k}": v for k, v in scores.items()})
         return row
 
-    def _update_early(self, epoch: int, row: dict[str, Any]) -> bool:
-        """Track the monitored value; True when patience ran out."""
+    def _update_early(self, epoch: int, row: dict[str, Any], keep: bool = True) -> bool:
+        """Track the monitored value (and, for ``save_best``, ``keep`` the weights of a new
+        best); True when patience ran out."""
         if self.monitor is None:
             return False
         value = row.get(self.monitor)
@@ -604,6 +676,10 @@ class Trainer:
         lower = lower_is_better(self.monitor)
         if state.best is None or (value < state.best if lower else value > state.best):
             state.best, state.best_epoch, state.bad_epochs = value, epoch, 0
+            if keep and self.config.save_best:
+                state.best_weights = {
+                    k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()
+                }
             return False
         state.bad_epochs += 1
         patience = self.config.patience
@@ -637,7 +713,15 @@ class Trainer:
         config, state = self.config, self.state
         progress = Progress(config.epochs, quiet=config.quiet or not d.is_main)
         self._diverged_message = None
+        self._last_weights = None
+        self.metrics_from: str | None = None
         self._run_clock = (started, t_start)
+        if self.monitor is not None and self.monitor.startswith("test_"):
+            log.warning(
+                "%s watches the test split (this data has no val split; give --val-fraction "
+                "for one): its final metrics are not an unbiased estimate",
+                "--save-best" if config.save_best and not config.patience else "--patience",
+            )
         self._checkpointed = len(self.history)  # rows the last checkpoint holds
         state.error = None
         stopped_early = False
@@ -660,6 +744,9 @@ class Trainer:
                     samples_per_s=samples / max(t1 - t0, 1e-9),
                 )  # fmt: skip
                 self.history.append(row)
+                if self.schedule is not None:
+                    watched = "val" if self.has_val else "test"
+                    self.schedule.end_epoch(row.get(f"{watched}_loss"))
                 stop = self._update_early(epoch, row)
                 if writer:
                     self._save_epoch(epoch, time.perf_counter() - t_start)
@@ -694,7 +781,7 @@ class Trainer:
         return FitResult(
             model=self.model, metrics=metrics, history=list(self.history), seconds=seconds,
             run_dir=self.out if writer else None, best_epoch=state.best_epoch,
-            stopped_early=stopped_early,
+            stopped_early=stopped_early, extra={"metrics_from": self.metrics_from},
         )  # fmt: skip
 
     def evaluate(self, split: str = "test") -> dict[str, float]:
@@ -709,9 +796,7 @@ class Trainer:
         elif split == "train":
             batches = self.train_eval_batches
         else:
-            data = api.load_dataset(
-                self.dataset_entry.qualname, split, data_dir=self.data_dir, **self.dataset_kwargs
-            )
+            data = self._load_split(split)
             batches = make_batches(data, max(self.batch_size, EVAL_BATCH_SIZE), device=self.device)
         return evaluate_batches(
             self._eval_module, batches, task=self.task, loss_fn=self.loss_fn,
@@ -731,17 +816,31 @@ class Trainer:
 
     def _progress_keys(self) -> list[str]:
         primary = tasks.TASKS[self.task].primary_metric
-        keys = ["train_loss", f"train_{primary}", "test_loss", f"test_{primary}"]
+        split = "val" if self.has_val else "test"
+        keys = ["train_loss", f"train_{primary}", f"{split}_loss", f"{split}_{primary}"]
         return keys
 
     def _final_metrics(self) -> dict[str, float]:
-        if self.history:  # the last row describes the current weights
+        """The test split's metrics of the weights the run keeps: scored once, after training,
+        where a val split or ``save_best`` chose them; else the last epoch's row."""
+        best = self.state.best_weights
+        if self.config.save_best and best is not None:
+            self._last_weights = {k: v.detach().to("cpu", copy=True)
+                                  for k, v in self.model.state_dict().items()}  # fmt: skip
+            self.model.load_state_dict(best)
+            self.metrics_from = f"test split, after training, best epoch {self.state.best_epoch}"
+            return self.evaluate("test")
+        self.metrics_from = "test split, after training"
+        if self.history and not self.has_val:  # the last row describes the current weights
+            self.metrics_from = "test split, last epoch (the split watched while training)"
             return {k[5:]: v for k, v in self.history[-1].items() if k.startswith("test_")}
         return self.evaluate("test")
 
     def _trainer_state(self, elapsed: float) -> dict[str, Any]:
         """What the checkpoint keeps of the trainer: the settings it was trained with (what a
         resume compares with), their fingerprint and :class:`TrainState`."""
+        if self.schedule is not None:
+            self.state.scheduler = self.schedule.state_dict()
         return {
             "settings": self.settings(), "fingerprint": self._fingerprint(),
             **self.state.to_checkpoint(elapsed),
@@ -887,7 +986,13 @@ def _check_backend(compile: bool | str) -> None:
 
 
 def _try_loss(
-    loss_fn: Any, name: str, kwargs: dict[str, Any], task: str, expects: str, classes: int | None
+    loss_fn: Any,
+    name: str,
+    kwargs: dict[str, Any],
+    task: str,
+    expects: str,
+    classes: int | None,
+    smoothing: float = 0.0,
 ) -> None:
     """Call the loss once on a two-sample batch of the task's shape; an error is one line."""
     from zoo.tasks import metrics
@@ -902,6 +1007,15 @@ def _try_loss(
     except Exception as exc:
         given = f" with {jsonable(kwargs)}" if kwargs else ""
         raise UsageError(f"loss {name!r}{given} fails: {one_line(exc, typed=True)}") from exc
+    if smoothing:
+        soft = smooth_targets(task, target, output, smoothing)
+        try:
+            loss_fn(metrics.to_loss_input(expects, task, output), soft)
+        except Exception as exc:
+            raise UsageError(
+                f"loss {name!r} does not take smoothed targets (--label-smoothing): "
+                f"{one_line(exc, typed=True)}"
+            ) from exc
 
 
 def _never_checkpointed(resume: Path) -> bool:
@@ -933,6 +1047,16 @@ class _AnyModel:
 _SETTING_ATTRIBUTES = frozenset(TrainConfig.names()) - {"model", "dataset", "loss", "optimizer"}
 
 
+def _dataset_label(dataset: Any) -> str | None:
+    """What the config records of a ``dataset`` argument before it is read: a name or path as
+    given, ``arrays`` for ``(X, y)``, ``dataset`` for a torch ``Dataset``."""
+    if dataset is None or isinstance(dataset, str):
+        return dataset
+    if isinstance(dataset, os.PathLike):
+        return os.fspath(dataset)
+    return "arrays" if isinstance(dataset, tuple | list) else "dataset"
+
+
 def _data_dir(given: str | os.PathLike | None) -> str | None:
     """The data root a run reads (and records): ``given``, else ``$ZOO_DATA``; absolute."""
     chosen = given if given is not None else os.environ.get("ZOO_DATA")
@@ -947,7 +1071,7 @@ def _init_signature() -> inspect.Signature:
     params = [
         inspect.Parameter("self", pos),
         inspect.Parameter("model", pos, annotation="str | nn.Module"),
-        inspect.Parameter("dataset", pos, annotation=str),
+        inspect.Parameter("dataset", pos, annotation="str | tuple | Dataset"),
         inspect.Parameter("loss", pos, default=None, annotation=hints["loss"]),
         inspect.Parameter("out", kw, default=None, annotation="str | os.PathLike | None"),
         inspect.Parameter("resume", kw, default=None, annotation="str | os.PathLike | None"),

@@ -2,10 +2,11 @@
 
 ``export`` writes ``model.state_dict()`` (tied tensors stored once, their aliases recorded)
 with a ``__metadata__`` that names the model entry, its kwargs, plugin, distribution and
-version, dataset, metrics, zoo version and creation time. ``load`` rebuilds the model from
-that metadata on the ``meta`` device (no random initialisation of weights about to be
-overwritten) and assigns the file's tensors; ``load_weights`` loads a file into a model you
-built. Nothing is ever unpickled. A malformed file, or one for another architecture, is a
+version, dataset, metrics, zoo version and creation time, and the transform the data had and
+its class names (``transform``, ``classes``: :mod:`zoo.weights.preprocess`). ``load`` rebuilds
+the model from that metadata on the ``meta`` device (no random initialisation of weights about
+to be overwritten) and assigns the file's tensors; ``load_weights`` loads a file into a model
+you built. Nothing is ever unpickled. A malformed file, or one for another architecture, is a
 one-line :class:`~zoo.errors.WeightsError`.
 
 The file is data, never instructions: its header is read with size and depth limits
@@ -52,6 +53,7 @@ from zoo.errors import WeightsError, ZooError, one_line, short_repr
 from zoo.models import build_model
 from zoo.registry.entries import KINDS, Entry, Pin
 from zoo.registry.plugins import get_registry, pinned_entry
+from zoo.weights.preprocess import field_problem
 
 __all__ = [
     "FORMAT",
@@ -72,7 +74,8 @@ FORMATS = ("zoo.weights/1", FORMAT)  # what this zoo reads
 ALIGNMENT = 64  # bytes; what torch's CPU allocator guarantees
 MAX_HEADER = 100 * 1024 * 1024  # bytes; safetensors' own limit on the JSON header
 HEADER_DEPTH = 3  # {key: {"shape": [...]}}: metadata values are strings holding JSON
-JSON_FIELDS = ("kwargs", "metrics", "extra", "aliases", "pins")  # each a JSON object
+JSON_FIELDS = ("kwargs", "metrics", "extra", "aliases", "pins", "transform", "classes")
+# each a JSON object but ``classes``, a list of names (zoo.weights.preprocess checks both)
 DTYPE_SIZES = {
     "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2,
     "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
@@ -122,6 +125,12 @@ def export(
         meta["metrics"] = {str(k): float(v) for k, v in metrics.items()}
     if extra:
         meta["extra"] = extra
+    for key, value in _preprocessing(spec, dataset, extra).items():
+        problem = field_problem(key, value)
+        if problem:  # the weights are still good: written without it, as before zoo recorded it
+            get_logger(__name__).warning(f"{path}: not recording the data's {key}: it {problem}")
+            continue
+        meta[key] = value
     if aliases:
         meta["aliases"] = aliases
     dtype = _state_dtype(tensors)
@@ -305,6 +314,11 @@ def _decode_metadata(path: Path, header: Mapping[str, Any]) -> dict[str, Any]:
 
 def _check_field(path: Path, key: str, value: Any) -> None:
     """Refuse a JSON field whose type is not the format's (data is description, not code)."""
+    if key in ("transform", "classes"):
+        problem = field_problem(key, value)
+        if problem:
+            raise WeightsError(f"{path}: metadata field {key!r} {problem}")
+        return
     if not isinstance(value, dict):
         raise WeightsError(
             f"{path}: metadata field {key!r} must be an object, not {short_repr(value)}"
@@ -478,7 +492,31 @@ def load(path: str | os.PathLike, device: str = "cpu") -> torch.nn.Module:
     model.zoo_spec.extra.update(
         {"metrics": meta.get("metrics") or {}, "source": str(path), "created": meta.get("created")}
     )
+    kept = {k: meta[k] for k in ("transform", "classes") if k in meta}
+    if kept:  # reachable from the model (zoo.transforms), and exported again with it
+        model.zoo_spec.extra["preprocessing"] = {"dataset": meta.get("dataset"), **kept}
     return model.eval()
+
+
+def _preprocessing(spec: Any, dataset: str | None, extra: dict[str, Any] | None) -> dict[str, Any]:
+    """The ``transform`` and ``classes`` export records: those of the run's own data (its
+    training record), else those the model was loaded with for this same dataset, else those
+    the registered ``dataset`` declares."""
+    train = (extra or {}).get("train")
+    data = train.get("data") if isinstance(train, dict) else None
+    if isinstance(data, dict):
+        found = {"transform": data.get("preprocessing"), "classes": data.get("classes")}
+        return {k: v for k, v in found.items() if v is not None}
+    carried = getattr(spec, "extra", {}).get("preprocessing")
+    if isinstance(carried, dict) and carried.get("dataset") == dataset:
+        return {k: carried[k] for k in ("transform", "classes") if k in carried}
+    if not isinstance(dataset, str) or not dataset:
+        return {}
+    try:
+        entry_meta = get_registry().get("dataset", dataset).meta
+    except ZooError:
+        return {}
+    return {k: entry_meta[k] for k in ("transform", "classes") if k in entry_meta}
 
 
 def _build(
