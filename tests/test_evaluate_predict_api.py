@@ -119,11 +119,11 @@ def test_a_pretrained_entry_is_fetched_and_evaluated_as_published():
     got = zoo.evaluate("tinyvgg.digits")
     for key, value in entry.metrics.items():
         assert got[key] == pytest.approx(value, abs=1e-6), key
-    X, y = zoo.load_dataset("digits", "test")
-    images = zoo.predict("tinyvgg.digits", X[:40])
-    flat = zoo.predict("tinyvgg.digits", X[:40].reshape(40, 64))  # rows reshaped to 1x8x8
+    X, y = zoo.load_dataset("digits", "test")  # already transformed: transform=False
+    images = zoo.predict("tinyvgg.digits", X[:40], transform=False)
+    flat = zoo.predict("tinyvgg.digits", X[:40].reshape(40, 64), transform=False)  # to 1x8x8
     assert torch.equal(images, flat) and (images == y[:40]).float().mean() > 0.8
-    assert zoo.predict("tinyvgg.digits", X[0]).shape == (1,)  # one sample
+    assert zoo.predict("tinyvgg.digits", X[0], transform=False).shape == (1,)  # one sample
 
 
 def test_bad_arguments_are_one_line_usage_errors(run):

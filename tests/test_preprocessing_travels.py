@@ -172,9 +172,13 @@ def test_a_pretrained_entry_name_predicts_from_a_csv(tmp_path, run_zoo):
     rows = np.array([[float(v) for v in line.split(",")] for line in result.stdout.split()])
     assert rows.shape == (5, 3)
     np.testing.assert_allclose(rows.sum(1), 1, atol=1e-6)
-    model = zoo.load(zoo.api.resolve_weights("mlp.iris"))  # the bundled file records no transform
+    from zoo.api import resolve_weights
+
+    transform = zoo.transforms("mlp.iris")  # the bundled file records iris's transform
+    assert transform.recorded and transform.classes == ("setosa", "versicolor", "virginica")
+    model = zoo.load(resolve_weights("mlp.iris"))
     with torch.inference_mode():
-        want = model(torch.tensor(X, dtype=torch.float32)).softmax(1).numpy()
+        want = model(transform(torch.tensor(X, dtype=torch.float32))).softmax(1).numpy()
     np.testing.assert_allclose(rows, want, rtol=1e-5, atol=1e-6)
 
 
