@@ -227,14 +227,9 @@ def fetch_file(ref: FileRef, *, name: str = "", offline: bool | None = None) -> 
                 f"offline (ZOO_OFFLINE) and the cached copy of {what} is corrupt "
                 f"({check.problem}){removed}; fetch it again with network access"
             )
-        raise FetchError(
-            f"offline (ZOO_OFFLINE) and {what} is not in the cache ({cache_dir()}); "
-            "fetch it once with network access"
-        )
+        raise _not_cached(what)
     if check.problem:
-        get_logger(__name__).warning(
-            f"cached copy of {what} ({target}) is corrupt ({check.problem}); fetching it again"
-        )
+        _warn_refetch(what, target, check.problem)
     lock = _lock_path(ref)
     for folder in (target.parent, lock.parent):
         _make_cache_dir(folder)
@@ -309,14 +304,9 @@ def _fetch_prefixed(ref: FileRef, name: str, offline: bool | None) -> Path:
     if target is not None and check.ok:
         return target
     if is_offline(offline):
-        raise FetchError(
-            f"offline (ZOO_OFFLINE) and {what} is not in the cache ({cache_dir()}); "
-            "fetch it once with network access"
-        )
+        raise _not_cached(what)
     if check.problem:
-        get_logger(__name__).warning(
-            f"cached copy of {what} ({target}) is corrupt ({check.problem}); fetching it again"
-        )
+        _warn_refetch(what, target, check.problem)
     file = urllib.parse.urlsplit(ref.url).path.rsplit("/", 1)[-1]
     blobs, lock = cache_dir() / "blobs", _lock_of(file)
     for folder in (blobs, lock.parent):
@@ -724,3 +714,18 @@ def clear_cache() -> int:
     freed = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
     shutil.rmtree(root)
     return freed
+
+
+def _not_cached(what: str) -> FetchError:
+    """The error for a file that offline mode cannot serve."""
+    return FetchError(
+        f"offline (ZOO_OFFLINE) and {what} is not in the cache ({cache_dir()}); "
+        "fetch it once with network access"
+    )
+
+
+def _warn_refetch(what: str, target: Path | None, problem: str) -> None:
+    """Say once that a corrupt cached copy is being fetched again."""
+    get_logger(__name__).warning(
+        f"cached copy of {what} ({target}) is corrupt ({problem}); fetching it again"
+    )
