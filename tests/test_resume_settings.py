@@ -10,28 +10,16 @@ import shutil
 
 import pytest
 import torch
-from click.testing import CliRunner
+from cli_helpers import one_line_error, zoo_cli
 from safetensors.torch import load_file
 
 import zoo
-from zoo.cli import cli
 from zoo.errors import UsageError
 from zoo.train.checkpoint import load_checkpoint
 from zoo.train.config import RESUME, TrainConfig
 
 BASE = ["-m", "mlp", "-d", "circles", "--optimizer", "sgd", "--lr", "0.05", "--batch-size",
         "32", "--no-shuffle", "--seed", "0", "--device", "cpu", "--quiet"]  # fmt: skip
-
-
-def zoo_cli(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def one_line_error(result, code: int = 2) -> str:
-    assert result.exit_code == code, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

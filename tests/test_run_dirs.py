@@ -12,9 +12,8 @@ import sys
 import time
 
 import pytest
-from click.testing import CliRunner
+from cli_helpers import one_line_error, zoo_cli
 
-from zoo.cli import cli
 from zoo.errors import UsageError
 from zoo.train.checkpoint import checkpoint_epoch
 from zoo.train.rundir import LOCK, claim_run_dir
@@ -23,17 +22,6 @@ from zoo.weights import read_metadata
 # Long enough to be caught mid-run: 5000 points in batches of 8 (625 steps an epoch).
 SLOW = ["-m", "mlp", "-d", "circles", "--dataset-arg", "n_samples=5000", "--batch-size", "8",
         "--device", "cpu", "--quiet"]  # fmt: skip
-
-
-def zoo_cli(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def one_line_error(result, code: int = 2) -> str:
-    assert result.exit_code == code, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
 
 
 def start(*args, cwd=None) -> subprocess.Popen:

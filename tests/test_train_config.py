@@ -10,10 +10,9 @@ import os
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from cli_helpers import one_line_error, zoo_cli
 
 import zoo
-from zoo.cli import cli
 from zoo.cli.train import COMMAND_OPTIONS, train_cmd
 from zoo.errors import UsageError
 from zoo.train import rundir
@@ -23,17 +22,6 @@ from zoo.train.recipes import parse_recipe
 from zoo.train.resume import resolve_config
 
 FIELDS = set(TrainConfig.names())
-
-
-def zoo_cli(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def one_line_error(result, code: int = 2) -> str:
-    assert result.exit_code == code, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
 
 
 def sample(name: str):

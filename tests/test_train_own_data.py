@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
+from cli_helpers import one_line_error, zoo_cli
 from PIL import Image
 from safetensors.torch import load_file
 from sklearn.datasets import load_breast_cancer
@@ -18,23 +18,11 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.metrics import r2_score
 
 import zoo
-from zoo.cli import cli
 from zoo.errors import UsageError
 from zoo.runtime import owndata
 from zoo.train.trainer import Trainer
 
 NAMES = np.array(["benign", "malignant"])
-
-
-def zoo_cli(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def one_line_error(result, code: int = 2) -> str:
-    assert result.exit_code == code, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
 
 
 def write_csv(path, header, rows):

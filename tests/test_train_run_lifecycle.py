@@ -13,25 +13,13 @@ import time
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from cli_helpers import one_line_error, zoo_cli
 
 import zoo
 from zoo import api
-from zoo.cli import cli
 from zoo.cli.train import parse_kwargs
 from zoo.errors import UsageError
 from zoo.train.checkpoint import load_checkpoint
-
-
-def zoo_cli(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def one_line_error(result, code: int = 2) -> str:
-    assert result.exit_code == code, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
