@@ -8,10 +8,14 @@
 # step's stdout/stderr/exit code, the bench JSON/CSV/PNG, exported weights, the harness
 # accuracy figures and summary.json (every check, ok or not) land in DIR. A failing step does
 # not stop the others; the exit code is 0 only when every check passed. About 3 minutes on
-# one H200, pip install included.
+# one H200, pip install included; it ends within ZOO_GPU_CHECK_BUDGET seconds (285) in any
+# case: each step's timeout is cut to the time left, and a step with none left is skipped
+# (its checks fail, saying so). The steps new since the last GPU run go first.
 #
 # ZOO_GPU_CHECK_DEVICE=cpu runs the same steps on the CPU, to check the script itself on a
-# machine without a GPU (the CUDA-only checks are then left out).
+# machine without a GPU (the CUDA-only checks are then left out); ZOO_GPU_CHECK_IMAGE=64 and
+# ZOO_GPU_CHECK_BATCH=2 shrink the synthetic 3x224x224, batch-32 rows for such a dry run;
+# ZOO_GPU_CHECK_INSTALL=0 leaves out the pip install where zoo is installed from here already.
 set -euo pipefail
 
 if [ $# -ne 1 ]; then
@@ -22,6 +26,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 PY="${PYTHON:-$(command -v python3 || command -v python)}"
 DEV="${ZOO_GPU_CHECK_DEVICE:-cuda}"
 STEP_TIMEOUT="${ZOO_GPU_CHECK_STEP_TIMEOUT:-150}"  # seconds per step: a hang fails one step
+BUDGET="${ZOO_GPU_CHECK_BUDGET:-285}"  # seconds for the whole script (bash's SECONDS)
+IMG="${ZOO_GPU_CHECK_IMAGE:-224}"  # synthetic input 3 x IMG x IMG
+SBATCH="${ZOO_GPU_CHECK_BATCH:-32}"  # batch size of the synthetic rows
 mkdir -p "$1"
 OUT="$(cd "$1" && pwd)"
 cd "$ROOT"
@@ -34,7 +41,9 @@ install_zoo() {  # offline with the installed setuptools, else with an isolated 
     "$PY" -m pip install --no-deps --no-build-isolation -e . \
         || "$PY" -m pip install --no-deps -e .
 }
-if ! install_zoo >"$OUT/pip.log" 2>&1 || ! "$PY" -c "$DEPS" >>"$OUT/pip.log" 2>&1; then
+if [ "${ZOO_GPU_CHECK_INSTALL:-1}" = 0 ]; then  # zoo is installed from here already
+    echo "   skipped (ZOO_GPU_CHECK_INSTALL=0)"
+elif ! install_zoo >"$OUT/pip.log" 2>&1 || ! "$PY" -c "$DEPS" >>"$OUT/pip.log" 2>&1; then
     echo "   zoo or its dependencies not installed yet: pip install -e . (needs network)"
     "$PY" -m pip install -e . >>"$OUT/pip.log" 2>&1 || true
 fi
@@ -54,13 +63,37 @@ if [ "$DEV" = "cuda" ]; then
 fi
 
 run() {  # run NAME CMD...: CMD's stdout/stderr/exit code kept in DIR/NAME.{txt,err,rc}
-    local name="$1" rc=0
+    local name="$1" rc=0 left=$((BUDGET - SECONDS - 10))  # 10 s kept for the checks
     shift
     echo "== $name"
-    timeout "$STEP_TIMEOUT" "$@" >"$OUT/$name.txt" 2>"$OUT/$name.err" || rc=$?
+    if [ "$left" -lt 5 ]; then
+        echo "skipped: the ${BUDGET}s budget was spent (after ${SECONDS}s)" | tee "$OUT/$name.err"
+        : >"$OUT/$name.txt"
+        echo 124 >"$OUT/$name.rc"
+        return
+    fi
+    timeout "$((left < STEP_TIMEOUT ? left : STEP_TIMEOUT))" "$@" \
+        >"$OUT/$name.txt" 2>"$OUT/$name.err" || rc=$?
     echo "$rc" >"$OUT/$name.rc"
-    echo "   exit $rc"
+    echo "   exit $rc (${SECONDS}s so far)"
 }
+
+# 0. New since the last GPU run, so first: synthetic input (resnet18 and mobilenet-v3-small at
+#    3x224x224: FLOPs, %peak), channels-last, torch.compile (one infer row: compiling costs
+#    tens of seconds), and merge of the three results.
+SHAPE="3x${IMG}x${IMG}"
+run bench_synthetic "$PY" -m zoo bench --model resnet18,mobilenet-v3-small --input-shape "$SHAPE" \
+    --device "$DEV" --precision fp32,bf16 --mode infer,train --batch-size "$SBATCH" \
+    --json "$OUT/bench_synthetic.json"
+run bench_chlast "$PY" -m zoo bench --model resnet18 --input-shape "$SHAPE" --device "$DEV" \
+    --precision bf16 --mode infer,train --batch-size "$SBATCH" --channels-last \
+    --json "$OUT/bench_chlast.json"
+run bench_compile "$PY" -m zoo bench --model resnet18 --input-shape "$SHAPE" --device "$DEV" \
+    --precision bf16 --mode infer --batch-size "$SBATCH" --compile --channels-last \
+    --json "$OUT/bench_compile.json"
+run bench_merge "$PY" -m zoo bench merge "$OUT/bench_synthetic.json" "$OUT/bench_chlast.json" \
+    "$OUT/bench_compile.json" --json "$OUT/bench_merged.json" --plot "$OUT/bench_merged.png"
+cat "$OUT/bench_merge.txt"
 
 # 1. Every mode at fp32, bf16 and fp16 on one model, the GPU beside the CPU, with export.
 run bench_modes "$PY" -m zoo bench --model tinyvgg --dataset digits --device "$DEV",cpu \
@@ -86,18 +119,6 @@ fi
 # 4. compare (a file with itself: nothing regressed, exit 0).
 run compare "$PY" -m zoo bench compare "$OUT/bench_modes.json" "$OUT/bench_modes.json"
 
-# 4b. Synthetic input at the models' declared 224x224 (FLOPs, %peak), channels-last, compile
-#     (one small infer row: compiling costs tens of seconds), and merge of two results.
-run bench_synthetic "$PY" -m zoo bench --model resnet18,mobilenet-v3-small --device "$DEV" \
-    --precision fp32,bf16 --mode infer,train --batch-size 32 --json "$OUT/bench_synthetic.json"
-run bench_chlast "$PY" -m zoo bench --model resnet18 --device "$DEV" --precision bf16 \
-    --mode infer,train --batch-size 32 --channels-last --json "$OUT/bench_chlast.json"
-run bench_compile "$PY" -m zoo bench --model resnet18 --device "$DEV" --precision bf16 \
-    --mode infer --batch-size 32 --compile --channels-last --json "$OUT/bench_compile.json"
-run bench_merge "$PY" -m zoo bench merge "$OUT/bench_synthetic.json" "$OUT/bench_chlast.json" \
-    "$OUT/bench_compile.json" --json "$OUT/bench_merged.json" --plot "$OUT/bench_merged.png"
-cat "$OUT/bench_merge.txt"
-
 # 5. The trainer on the device.
 run train "$PY" -m zoo train --model tinyvgg --dataset digits --device "$DEV" --precision bf16 \
     --epochs 2 --out "$OUT/train_run" --json
@@ -108,12 +129,13 @@ run harness_accuracy "$PY" benchmarks/harness_accuracy.py --device "$DEV" --batc
 cat "$OUT/harness_accuracy.txt"
 
 status=0
-"$PY" - "$OUT" "$DEV" <<'PYCHECK' || status=1
+"$PY" - "$OUT" "$DEV" "$IMG" "$SECONDS" "$BUDGET" <<'PYCHECK' || status=1
 import json
 import sys
 from pathlib import Path
 
 out, dev = Path(sys.argv[1]), sys.argv[2]
+image, seconds, budget = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 checks = {}
 
 
@@ -210,10 +232,12 @@ check("compare of a file with itself exits 0", lambda: exit_ok("compare"))
 
 
 def resnet_gmacs():
-    # torchvision's resnet18 at 224x224: 1.82 GMACs a sample (forward)
+    # torchvision's resnet18 at 224x224: 1.82 GMACs a sample (forward), about in proportion
+    # to the image's area at other sizes
+    scale = (image / 224) ** 2
     got = [r["gmacs"] / r["effective_batch_size"] for r in rows("bench_synthetic")
            if r["model"] == "resnet18" and r["mode"] == "infer"]
-    return got and all(1.7 < g < 1.95 for g in got), got
+    return got and all(1.7 * scale < g < 1.95 * scale for g in got), got
 
 
 for name in ("bench_synthetic", "bench_chlast", "bench_compile", "bench_merge"):
@@ -221,7 +245,7 @@ for name in ("bench_synthetic", "bench_chlast", "bench_compile", "bench_merge"):
 for name in ("bench_synthetic", "bench_chlast", "bench_compile"):
     check(f"{name} no row errors", lambda name=name: no_errors(name))
 check("synthetic rows record their input", lambda: all(
-    r["input"] == "synthetic" and r["input_shape"] == [3, 224, 224]
+    r["input"] == "synthetic" and r["input_shape"] == [3, image, image]
     for r in rows("bench_synthetic")))
 check("resnet18 GMACs from the flop counter", resnet_gmacs)
 if dev == "cuda":
@@ -233,6 +257,7 @@ check("compiled rows say so", lambda: all(
     r["compile"] and r["compile_mode"] == "default" for r in rows("bench_compile")))
 check("zoo train on the device exits 0", lambda: exit_ok("train"))
 check("harness_accuracy exits 0", lambda: exit_ok("harness_accuracy"))
+check(f"steps ended within the {budget}s budget", lambda: (seconds <= budget, f"{seconds}s"))
 
 figures = {}
 try:
@@ -253,7 +278,8 @@ try:
 except Exception as exc:
     print(f"(figures incomplete: {exc})")
 passed = all(c["ok"] for c in checks.values())
-summary = {"device": dev, "passed": passed, "checks": checks, "figures": figures}
+summary = {"device": dev, "passed": passed, "seconds": seconds, "checks": checks,
+           "figures": figures}
 (out / "summary.json").write_text(json.dumps(summary, indent=2))
 print("all checks passed" if passed else "SOME CHECKS FAILED")
 sys.exit(0 if passed else 1)

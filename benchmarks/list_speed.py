@@ -10,9 +10,12 @@ Then large listings, each in a fresh interpreter: `zoo list pretrained` with a l
 10,000 models. Goal: 10,000 of either well under a second.
 
     python benchmarks/list_speed.py [--rounds 7] [--sizes 100,1000,10000] [--only-large]
+        [--baseline CHECKOUT]
 
-Run it against another checkout with ``PYTHONPATH=CHECKOUT`` (the subprocesses run outside
-this directory, so that checkout's ``zoo`` is the one imported).
+``--baseline CHECKOUT`` times another checkout's large listings in the same rounds, each run
+paired with one of this checkout (before/after a change: ``git worktree add /tmp/before
+HEAD``). Or run the whole script against another checkout with ``PYTHONPATH=CHECKOUT`` (the
+subprocesses run outside this directory, so that checkout's ``zoo`` is the one imported).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -94,13 +98,17 @@ LISTED = {  # in-process: import + the listing itself (no output formatting)
 }
 
 
-def large_listings(sizes: list[int], rounds: int) -> None:
+def large_listings(sizes: list[int], rounds: int, baseline: str | None = None) -> None:
     """Median wall time of `zoo list pretrained` (a local registry of N entries) and of
-    `zoo list models` with a plugin of the largest N models, each in a fresh interpreter, and
-    the in-process time of import + listing (no output formatting)."""
+    `zoo list models` with a plugin of the largest N models, each in a fresh interpreter; the
+    command's CPU time (user + sys: what a busy machine disturbs least); and the in-process
+    time of import + listing (no output formatting). With ``baseline`` (another checkout),
+    each run of this checkout is paired with one of that one, in the same rounds."""
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ZOO_")}
+        # bytecode is written (an installed package has it): the untimed first round writes it
+        skip = ("ZOO_", "PYTHONDONTWRITEBYTECODE")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(skip)}
         env["ZOO_HOME"] = str(base / "home")
         cases = []
         for n in sizes:
@@ -108,32 +116,52 @@ def large_listings(sizes: list[int], rounds: int) -> None:
             cases.append((f"zoo list pretrained ({n:,} entries)", "pretrained",
                           {**env, "ZOO_REGISTRY": str(registry)}))  # fmt: skip
         site = write_plugin(base / "site", max(sizes))
-        paths = [str(site), env.get("PYTHONPATH", "")]
-        plugin_env = {**env, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
-        cases.append((f"zoo list models (+{max(sizes):,} plugin models)", "models", plugin_env))
-        walls: dict[str, list[float]] = {name: [] for name, *_ in cases}
-        inner: dict[str, list[float]] = {name: [] for name, *_ in cases}
+        cases.append((f"zoo list models (+{max(sizes):,} plugin models)", "models",
+                      _with_path(env, str(site))))  # fmt: skip
+        checkouts = {"before": baseline, "after": None} if baseline else {"": None}
+        times: dict[tuple[str, str], dict[str, list[float]]] = {}
         rows: dict[str, int] = {}
-        for _ in range(rounds):
+        for round_ in range(rounds + 1):
             for name, kind, case_env in cases:
-                start = time.perf_counter()
-                out = subprocess.run(
-                    [sys.executable, "-m", "zoo", "list", kind], capture_output=True,
-                    text=True, env=case_env, cwd=tmp, check=True,
-                )  # fmt: skip
-                walls[name].append(time.perf_counter() - start)
-                rows[name] = len(out.stdout.splitlines()) - 2  # header and rule
-                code = TEMPLATE.format(code=LISTED[kind])
-                out = subprocess.run(
-                    [sys.executable, "-c", code], capture_output=True, text=True,
-                    env=case_env, cwd=tmp, check=True,
-                )  # fmt: skip
-                inner[name].append(float(out.stdout.split()[0]))
+                for label, checkout in checkouts.items():
+                    run_env = _with_path(case_env, checkout) if checkout else case_env
+                    got = times.setdefault((name, label), {"wall": [], "cpu": [], "inner": []})
+                    if round_ == 0:
+                        got = {"wall": [], "cpu": [], "inner": []}  # the untimed first round
+                    before = _children_cpu()
+                    start = time.perf_counter()
+                    out = subprocess.run(
+                        [sys.executable, "-m", "zoo", "list", kind], capture_output=True,
+                        text=True, env=run_env, cwd=tmp, check=True,
+                    )  # fmt: skip
+                    got["wall"].append(time.perf_counter() - start)
+                    got["cpu"].append(_children_cpu() - before)
+                    rows[name] = len(out.stdout.splitlines()) - 2  # header and rule
+                    code = TEMPLATE.format(code=LISTED[kind])
+                    out = subprocess.run(
+                        [sys.executable, "-c", code], capture_output=True, text=True,
+                        env=run_env, cwd=tmp, check=True,
+                    )  # fmt: skip
+                    got["inner"].append(float(out.stdout.split()[0]))
     print(f"\nlarge listings, rounds: {rounds} (medians, fresh interpreter each)")
-    print(f"{'command':48} {'rows':>7} {'wall ms':>9} {'import+list ms':>15}")
+    print(f"{'command':48} {'':6} {'rows':>7} {'wall ms':>9} {'cpu ms':>8} {'import+list ms':>15}")
     for name, *_ in cases:
-        wall, t = statistics.median(walls[name]), statistics.median(inner[name])
-        print(f"{name:48} {rows[name]:7d} {wall * 1e3:9.1f} {t * 1e3:15.1f}")
+        for label in checkouts:
+            t = {k: statistics.median(v) * 1e3 for k, v in times[name, label].items()}
+            print(f"{name:48} {label:6} {rows[name]:7d} {t['wall']:9.1f} {t['cpu']:8.1f} "
+                  f"{t['inner']:15.1f}")  # fmt: skip
+
+
+def _with_path(env: dict[str, str], first: str) -> dict[str, str]:
+    """``env`` with ``first`` at the front of ``PYTHONPATH``."""
+    paths = [first, env.get("PYTHONPATH", "")]
+    return {**env, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+
+
+def _children_cpu() -> float:
+    """User + system CPU seconds of the finished child processes so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -141,11 +169,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--sizes", default="100,1000,10000", help="Pretrained registry sizes.")
     parser.add_argument("--only-large", action="store_true", help="Skip the contenders.")
+    parser.add_argument(
+        "--baseline", metavar="CHECKOUT", help="Also time this checkout's large listings."
+    )
     args = parser.parse_args()
     sizes = [int(n) for n in args.sizes.split(",")]
     if not args.only_large:
         contenders(args.rounds)
-    large_listings(sizes, args.rounds)
+    large_listings(sizes, args.rounds, args.baseline)
 
 
 def contenders(rounds: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -47,9 +48,51 @@ def test_noise_detection_runs_every_scene(tmp_path, capsys):
     assert "hog-midway" in capsys.readouterr().out
 
 
+def test_bench_vs_timm_times_every_contender_on_each_point(tmp_path, capsys):
+    pytest.importorskip("timm", reason="timm is in the bench extras: pip install -e '.[bench]'")
+    spec = importlib.util.spec_from_file_location("bench_vs_timm", BENCHMARKS / "bench_vs_timm.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "timm.json"
+    args = ["--models", "mobilenet-v3-small", "--batch-sizes", "2", "--image-size", "32"]
+    args += ["--steps", "1", "--warmup-steps", "1", "--min-run-time", "0.01", "--api"]
+    assert module.main([*args, "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["input_shape"] == [3, 32, 32] and data["threads"] == 1
+    assert [(p["model"], p["mode"]) for p in data["points"]] == [
+        ("mobilenet-v3-small", "infer"),
+        ("mobilenet-v3-small", "train"),
+    ]
+    for point in data["points"]:
+        for name in ("zoo", "timm loop", "zoo.bench()", "timm model"):
+            assert len(point[f"{name} runs ms"]) == 1 and point[f"{name} ms"] > 0
+        assert point["zoo / timm loop"] > 0 and point["timm model / timm loop"] > 0
+    assert "zoo / timm loop (same model)" in capsys.readouterr().out
+
+
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_gpu_check_script_is_valid_bash_and_requires_a_directory():
     script = BENCHMARKS / "gpu_check.sh"
     assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0
     proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=False)
     assert proc.returncode != 0 and "usage: benchmarks/gpu_check.sh DIR" in proc.stderr
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_gpu_check_skips_the_steps_its_time_budget_has_no_room_for(tmp_path):
+    env = {**os.environ, "ZOO_GPU_CHECK_DEVICE": "cpu", "ZOO_GPU_CHECK_INSTALL": "0"}
+    env["ZOO_GPU_CHECK_BUDGET"] = "0"
+    script = BENCHMARKS / "gpu_check.sh"
+    proc = subprocess.run(
+        ["bash", str(script), str(tmp_path)], capture_output=True, text=True, env=env, timeout=120
+    )
+    if proc.returncode == 2 and "is not installed" in proc.stderr:
+        pytest.skip("zoo is not installed from this checkout")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "skipped: the 0s budget was spent" in proc.stdout
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["passed"] is False and summary["seconds"] >= 0
+    synthetic = summary["checks"]["bench_synthetic exit 0"]
+    assert (
+        not synthetic["ok"] and "exit 124: skipped: the 0s budget was spent" in synthetic["detail"]
+    )

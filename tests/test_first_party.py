@@ -176,9 +176,40 @@ def test_torchvision_names_match_upstream_and_build():
     assert vit(torch.randn(1, 3, 32, 32)).shape == (1, 3)
 
 
-def test_torchvision_models_refuse_grey_images():
-    with pytest.raises(ZooError, match="3-channel images but dataset 'digits' has 1"):
-        zoo.create_model("resnet18", dataset="digits")
+def test_torchvision_models_take_grey_images():
+    # the builder adapts the first conv to in_channels (issue 12: fine-tuning onto digits)
+    model = zoo.create_model("resnet18", dataset="digits").eval()
+    assert model.conv1.in_channels == 1 and model.fc.out_features == 10
+    with torch.no_grad():
+        assert model(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_torchvision_models_declare_torchvisions_smallest_image_and_refuse_smaller():
+    from torchvision.models import get_model_weights
+    from zoo_torchvision import ARCHITECTURES
+
+    from zoo.errors import IncompatibleError
+    from zoo.registry.plugins import get_registry
+    from zoo.tasks.contracts import check_compatible
+
+    reg = get_registry()
+    digits = reg.get("dataset", "digits")  # 1x8x8
+    for upstream, *_, smallest in ARCHITECTURES:
+        entry = reg.get("model", upstream.replace("_", "-"))
+        assert entry.meta["min_image_size"] == smallest
+        torchvision_min = get_model_weights(upstream).DEFAULT.meta["min_size"][0]
+        # torchvision's own figure, except ViT: any multiple of 16 through ``image_size``
+        assert smallest == (16 if upstream == "vit_b_16" else torchvision_min)
+        if smallest > 8:
+            with pytest.raises(IncompatibleError, match=f"at least {smallest}x{smallest} but "
+                               "dataset 'digits' has 8x8"):  # fmt: skip
+                check_compatible(entry, digits)
+        else:
+            check_compatible(entry, digits)
+    vit = reg.get("model", "vit-b-16")
+    with pytest.raises(IncompatibleError, match="multiples of 16 but dataset 'fashion-mnist' has"):
+        check_compatible(vit, reg.get("dataset", "fashion-mnist"))
+    check_compatible(vit, reg.get("dataset", "cifar10"))  # 32x32
 
 
 def _write_idx(path, array, magic):

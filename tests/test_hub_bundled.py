@@ -43,6 +43,26 @@ def test_bundled_index_is_complete_small_and_verifiable():
         assert row["plugin"] == "zoo" and row["kind"] == "pretrained"
 
 
+def test_every_bundled_entry_has_a_verified_card_zoo_info_shows(tmp_path, monkeypatch):
+    """Cards written by tools/bundled_cards.py through the code ``zoo publish`` uses: hashed
+    in the index, valid YAML headers (PyYAML as the reference) naming the entry and its data,
+    and shown by ``zoo info`` from a verified copy in the cache."""
+    yaml = pytest.importorskip("yaml")
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))
+    for name, raw in ENTRIES.items():
+        data = (INDEX.parent / raw["card"]["url"]).read_bytes()
+        assert len(data) == raw["card"]["size"], name
+        assert hashlib.sha256(data).hexdigest() == raw["card"]["sha256"], name
+        header = yaml.safe_load(data.decode().split("---\n")[1])
+        assert header["zoo_entry"] == name and header["datasets"] == [raw["dataset"]]
+        assert header["license"] == raw["license"] and header["intended_use"], name
+        assert sorted(header["metrics"]) == sorted(raw["metrics"]), name
+    result = CliRunner().invoke(cli, ["info", "mlp.iris", "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["card"]["zoo_entry"] == "mlp.iris" and Path(info["card_file"]).is_file()
+
+
 def test_tinyvgg_digits_reproduces_its_recorded_metrics():
     from zoo.api import evaluate_model
 

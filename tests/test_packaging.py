@@ -35,7 +35,7 @@ def wheel(tmp_path_factory) -> Path:
 def test_wheel_contains_plugins_entry_points_and_registry(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for package in ("zoo", "zoo_workflow", "zoo_losses", "zoo_datasets", "zoo_vision",
-                    "zoo_torchvision", "zoo_registry"):  # fmt: skip
+                    "zoo_torchvision", "zoo_loggers", "zoo_registry"):  # fmt: skip
         assert f"{package}/__init__.py" in names
     assert "zoo_registry/index.json" in names
     index = json.loads(zipfile.ZipFile(wheel).read("zoo_registry/index.json"))
@@ -46,10 +46,13 @@ def test_wheel_contains_plugins_entry_points_and_registry(wheel):
     eps = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(eps).decode()
     assert "[zoo]" in text and "vision = zoo_vision" in text
+    assert "tensorboard = zoo_loggers.tensorboard" in text and "mlflow = zoo_loggers.mlflow" in text
     assert "zoo = zoo.cli:main" in text
 
 
-def test_zoo_runs_from_the_installed_wheel(wheel, tmp_path):
+def _install(wheel: Path, tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """The wheel unpacked as pip installs it, and the environment that runs it (``python -S``)
+    with no access to this checkout."""
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)  # what pip does for a pure-Python wheel
     env = {
@@ -59,6 +62,11 @@ def test_zoo_runs_from_the_installed_wheel(wheel, tmp_path):
         "PYTHONPATH": os.pathsep.join([str(site), sysconfig.get_paths()["purelib"]]),
         "ZOO_HOME": str(tmp_path / "home"),
     }
+    return site, env
+
+
+def test_zoo_runs_from_the_installed_wheel(wheel, tmp_path):
+    site, env = _install(wheel, tmp_path)
 
     def zoo(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -79,3 +87,22 @@ def test_zoo_runs_from_the_installed_wheel(wheel, tmp_path):
     assert "tinyvgg.digits" in pretrained
     fetched = zoo("fetch", "tinyvgg.digits")
     assert fetched.returncode == 0, fetched.stderr
+
+
+def test_a_recipe_by_entry_name_comes_from_the_installed_package(wheel, tmp_path):
+    site, env = _install(wheel, tmp_path)
+    recipe = site / "zoo_registry" / "recipes" / "mlp.circles.toml"
+    text = recipe.read_text(encoding="utf-8")
+    assert "lr = 0.02\n" in text
+    recipe.write_text(text.replace("lr = 0.02\n", "lr = 0.0123\n"))  # the installed copy's own
+    trained = subprocess.run(
+        [sys.executable, "-S", "-m", "zoo", "train", "--recipe", "mlp.circles", "--epochs", "1",
+         "--out", "run", "--quiet"],
+        cwd=tmp_path, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    settings = json.loads((tmp_path / "run" / "run.json").read_text())["settings"]
+    assert (settings["model"], settings["dataset"], settings["lr"]) == ("mlp", "circles", 0.0123)
+    assert (tmp_path / "run" / "recipe.toml").read_text(encoding="utf-8") == recipe.read_text(
+        encoding="utf-8"
+    )

@@ -149,6 +149,7 @@ def test_every_setting_says_what_a_resume_does_with_it():
     assert refused == {
         "model", "dataset", "optimizer", "seed", "model_kwargs", "dataset_kwargs", *own_data,
         "scheduler", "warmup_epochs", "accumulate",  # the schedule and step count are the run's
+        "pretrained", "init", "freeze_backbone",  # its starting weights and what trains
     }  # fmt: skip
     assert set(TrainConfig.names(fingerprint=True)) == refused
-    assert {name for name, policy in policies.items() if policy == "session"} == {"quiet"}
+    assert {name for name, policy in policies.items() if policy == "session"} == {"quiet", "plot"}

@@ -178,7 +178,7 @@ def test_every_first_party_entry_passes_zoo_check(run_zoo, tmp_path):
     listed = json.loads(run_zoo("list", "all", "--json").stdout)
     assert {(r["kind"], r["name"]) for r in listed if r["kind"] != "pretrained"} <= checked
     assert {r["name"] for r in rows if r["kind"] == "plugin"} == {
-        "workflow", "losses", "datasets", "vision", "torchvision",
+        "workflow", "losses", "datasets", "vision", "torchvision", "tensorboard", "mlflow",
     }  # fmt: skip
     mlp = next(r for r in rows if r["name"] == "mlp")
     done = {(c["check"], c["where"].split(" ")[0]) for c in mlp["checks"]}
@@ -187,6 +187,12 @@ def test_every_first_party_entry_passes_zoo_check(run_zoo, tmp_path):
             assert (check, dataset) in done  # every compatible shape of every task
     resnet = next(r for r in rows if r["name"] == "resnet18")
     assert {c["where"] for c in resnet["checks"] if c["where"]} == {
+        "cifar10 (multiclass, 3x32x32 -> 10)",  # the first conv adapts to other channels
+        "fashion-mnist (multiclass, 1x28x28 -> 10)",
+        "digits (multiclass, 1x8x8 -> 10)",
+    }
+    convnext = next(r for r in rows if r["name"] == "convnext-tiny")  # at least 32x32
+    assert {c["where"] for c in convnext["checks"] if c["where"]} == {
         "cifar10 (multiclass, 3x32x32 -> 10)"
     }
     cifar = next(r for r in rows if r["name"] == "cifar10")  # a Dataset, not (X, y)

@@ -71,6 +71,17 @@ def test_run_directory_holds_every_artifact(run_dir):
     assert any(k.startswith("optimizer.state.") for k in load_file(ckpt / "state.safetensors"))
 
 
+def test_no_plot_leaves_out_the_curves_and_records_it(tmp_path, run_dir):
+    result = train(tmp_path / "r", "--epochs", "2", "--lr", "0.05", "--quiet", "--no-plot")
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "r" / "loss_curves.png").exists()
+    info = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert info["settings"]["plot"] is False
+    # the same training as the shared run: only the picture differs
+    before = json.loads((run_dir / "run.json").read_text())["result"]["metrics"]
+    assert info["result"]["metrics"] == before
+
+
 def test_training_output_is_data_on_stdout_progress_on_stderr(tmp_path):
     result = train(tmp_path / "r", "--epochs", "1", "--json")
     assert result.exit_code == 0, result.output

@@ -33,18 +33,24 @@ def test_torchrun_two_processes_match_one_process_with_the_same_global_batch(tmp
     info = json.loads((out / "run.json").read_text())
     assert info["device"]["world_size"] == 2 and info["device"]["backend"] == "gloo"
 
+    assert_matches_one_process(out)
+
+
+def assert_matches_one_process(run_dir) -> None:
+    """The run (mlp on circles, 2 epochs, global batch 24, SGD lr 0.1 momentum 0.9) has the
+    weights, final metrics and per-epoch train losses of the same training in one process."""
     single = Trainer(
         "mlp", "circles", epochs=2, batch_size=24, optimizer="sgd", lr=0.1, momentum=0.9,
         device="cpu", quiet=True,
     ).fit()  # fmt: skip
-
-    ddp = load_file(out / "model.safetensors")
+    info = json.loads((run_dir / "run.json").read_text())
+    weights = load_file(run_dir / "model.safetensors")
     for key, value in single.model.state_dict().items():
-        torch.testing.assert_close(ddp[key], value, atol=1e-5, rtol=0)
+        torch.testing.assert_close(weights[key], value, atol=1e-5, rtol=0)
     for key, value in single.metrics.items():
         assert info["result"]["metrics"][key] == pytest.approx(value, abs=1e-5)
-    ddp_loss = [row["train_loss"] for row in _history(out)]
-    assert ddp_loss == pytest.approx([row["train_loss"] for row in single.history], abs=1e-5)
+    losses = [row["train_loss"] for row in _history(run_dir)]
+    assert losses == pytest.approx([row["train_loss"] for row in single.history], abs=1e-5)
 
 
 def _history(run_dir):

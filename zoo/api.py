@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
+    from zoo.hub.entries import PretrainedEntry
     from zoo.weights.preprocess import Transform
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "num_classes_of",
     "predict",
     "predict_model",
+    "pretrained_entry",
     "resolve_weights",
     "shape_inputs",
     "transforms",
@@ -110,12 +112,29 @@ def info(name: str) -> dict[str, Any]:
         pins = [cache.first_use(f) for f in pretrained.files if f.prefix_only]
         if any(pins):  # trust on first use: what the first download hashed to
             out["first_use"] = [p for p in pins if p]
+        out.update(_card_info(pretrained))
         return out
     if not found:
         raise UnknownNameError(registry.unknown_message(name))
     for kind in {e.kind for e in found}:
         registry.get(kind, name)  # a bare name two third-party entries share: ambiguous
     return _describe(found[0]) if len(found) == 1 else {"entries": [_describe(e) for e in found]}
+
+
+def _card_info(entry: Any) -> dict[str, Any]:
+    """``card`` (the model card's header fields, or ``"no card"``) and ``card_file`` (its
+    verified copy in the cache, fetched like the entry's other files) for :func:`info`."""
+    from zoo.hub import cache
+    from zoo.weights.card import read_card
+
+    if entry.card is None:
+        return {"card": "no card"}
+    try:
+        path = cache.fetch_file(entry.card, name=entry.name)
+        fields, _ = read_card(path)
+    except ZooError as exc:  # offline, unreachable, not zoo's subset: the rest still stands
+        return {"card": f"not available: {exc}"}
+    return {"card": fields, "card_file": str(path)}
 
 
 def _describe(entry: Entry) -> dict[str, Any]:
@@ -159,18 +178,9 @@ def create_model(
     entry = registry.get("model", name)
     if pretrained is not None and pretrained is not False:
         from zoo.hub import cache
-        from zoo.hub import index as hub
-        from zoo.hub.entries import model_entry, qualified_name
         from zoo.weights import files as weights
 
-        if pretrained is True:
-            pretrained = hub.default_tag(entry)
-        found = _pretrained_of(entry, str(pretrained))
-        if model_entry(found) is not entry:
-            raise UsageError(
-                f"pretrained entry {qualified_name(found)} holds weights for "
-                f"{found.pin.describe()}, not for model {entry.qualname!r}"
-            )
+        found = pretrained_entry(entry, pretrained)
         path = cache.fetch_entry(found)
         if any(found.kwargs.get(k) != kwargs[k] for k in _HEAD_KWARGS if k in kwargs):
             return _fine_tune(entry, found, path, {**found.kwargs, **kwargs})
@@ -200,6 +210,25 @@ def _fine_tune(entry: Entry, found: Any, path: Path, kwargs: dict[str, Any]) -> 
         first_conv=entry.meta.get("first_conv"), source=f"pretrained entry {found.name}",
     )  # fmt: skip
     return model
+
+
+def pretrained_entry(model: str | Entry, pretrained: str | bool = True) -> PretrainedEntry:
+    """The pretrained entry ``create_model(model, pretrained=...)`` loads, found in the indexes
+    (nothing is fetched): tag ``pretrained`` of exactly this model entry, ``True`` its declared
+    default. An unknown tag gets the model's tags as close matches; an entry of that name
+    published for another model is refused with one line."""
+    from zoo.hub import index as hub
+    from zoo.hub.entries import model_entry, qualified_name
+
+    entry = model if isinstance(model, Entry) else get_registry().get("model", model)
+    tag = hub.default_tag(entry) if pretrained is True else str(pretrained)
+    found = _pretrained_of(entry, tag)
+    if model_entry(found) is not entry:
+        raise UsageError(
+            f"pretrained entry {qualified_name(found)} holds weights for "
+            f"{found.pin.describe()}, not for model {entry.qualname!r}"
+        )
+    return found
 
 
 def _pretrained_of(entry: Entry, tag: str) -> Any:
@@ -341,6 +370,7 @@ def evaluate(
             dataset_kwargs=dataset_kwargs, loss=loss, data_dir=data_dir,
         )  # fmt: skip
     from zoo.weights import files as weights
+    from zoo.weights import loading
 
     path = resolve_weights(run_or_weights_or_entry)
     meta = weights.read_metadata(path)
@@ -361,7 +391,7 @@ def evaluate(
         if loss is None:
             loss = _recorded_loss(meta, path)  # the loss it was trained with, if installed
     dev = resolve_device(device)
-    model = weights.load(path, device=str(dev))
+    model = loading.load(path, device=str(dev))
     return evaluate_model(
         model, dataset, split, batch_size=batch_size, device=str(dev),
         dataset_kwargs=dataset_kwargs, loss=loss, data_dir=data_dir,
@@ -387,17 +417,21 @@ def predict(
     (``(N, 64)`` -> ``(N, 1, 8, 8)`` for ``digits``), then the transform recorded with the
     weights (:func:`transforms`: the dataset's standardisation) is applied; weights that record
     none take inputs as already transformed, with a warning. Class names: ``transforms(...)``.
+    Where the dataset standardised its regression targets too (``diabetes``), the predicted
+    values are turned back into the target's own units.
 
     Args:
         run_or_weights_or_entry: a run directory, a weights file, a pretrained entry
             (``tinyvgg.digits``, fetched into the cache) or a model (moved to ``device``).
         inputs: a tensor, array or nested list: one sample, or one per row. Arrays and lists
             of floats become float32.
-        raw: the model's outputs (logits, values) instead of labels.
+        raw: the model's outputs (logits, values; for standardised targets, standardised
+            values) instead of labels.
         proba: class probabilities: ``(N,)`` of the positive class for a binary task,
             ``(N, K)`` rows summing to 1 for a multiclass one.
         transform: ``False`` when ``inputs`` are already transformed (as ``load_dataset``
-            returns them).
+            returns them): nothing recorded is applied, so values stay in the units the
+            model was trained on (``load_dataset``'s targets).
         threads: intra-op CPU threads for the call, as for :func:`evaluate`.
 
     Returns:
@@ -417,11 +451,12 @@ def predict(
         dataset = getattr(getattr(model, "zoo_spec", None), "dataset", None)
     else:
         from zoo.weights import files as weights
+        from zoo.weights import loading
 
         path = resolve_weights(run_or_weights_or_entry)
         meta = weights.read_metadata(path)
         dataset = _recorded_dataset(meta)
-        model = weights.load(path, device=str(dev))
+        model = loading.load(path, device=str(dev))
     task, input_shape = _task_and_shape(model, dataset, meta)
     if task is None and not raw:
         logger.warning(
@@ -433,8 +468,8 @@ def predict(
     if not isinstance(inputs, torch.Tensor) and X.is_floating_point():
         X = X.to(torch.float32)
     X = shape_inputs(X, input_shape)
-    if transform:
-        recorded = transforms(model)
+    recorded = transforms(model) if transform else None
+    if recorded is not None:
         if not recorded.recorded and _declares_transform(dataset, meta):
             logger.warning(
                 "%s records no input transform (written before zoo recorded one): inputs are "
@@ -451,6 +486,16 @@ def predict(
             f"the model cannot take inputs of shape {list(X.shape)}: {first}"
         ) from None
     if not proba:
+        if task == "regression" and recorded is not None and not raw:
+            if not recorded.target_recorded and _declares_transform(
+                dataset, meta, "target_transform"
+            ):
+                logger.warning(
+                    "%s records no target transform (written before zoo recorded one): the "
+                    "values are in the standardised units it was trained on; `zoo export` it "
+                    "again to record it", _source_name(run_or_weights_or_entry, model),
+                )  # fmt: skip
+            return recorded.inverse_target(out)  # in the target's own units
         return out
     if task == "multiclass":
         return out.float().softmax(dim=-1)
@@ -479,22 +524,21 @@ def transforms(
                 kept = get_entry("dataset", spec.dataset).meta
             except UsageError:
                 kept = None
-        kept = kept or {}
-        return Transform.from_record(kept.get("transform"), kept.get("classes"))
+        return Transform.from_meta(kept or {})
     from zoo.weights.files import read_metadata
 
-    meta = read_metadata(resolve_weights(run_or_weights_or_entry))
-    return Transform.from_record(meta.get("transform"), meta.get("classes"))
+    return Transform.from_meta(read_metadata(resolve_weights(run_or_weights_or_entry)))
 
 
-def _declares_transform(dataset: str | None, meta: dict[str, Any]) -> bool:
-    """Whether the data the weights were trained on had a transform (the installed dataset
-    declares one, or a run on your own data recorded one) that the weights do not carry."""
+def _declares_transform(dataset: str | None, meta: dict[str, Any], key: str = "transform") -> bool:
+    """Whether the data the weights were trained on had a transform (``key``: of the inputs,
+    or ``target_transform``; the installed dataset declares one, or a run on your own data
+    recorded one) that the weights do not carry."""
     data = _train_record(meta).get("data")
-    if isinstance(data, dict):
-        return bool(data.get("preprocessing"))
+    if isinstance(data, dict):  # your own data: its inputs are standardised, never its targets
+        return key == "transform" and bool(data.get("preprocessing"))
     try:
-        return bool(dataset) and "transform" in get_entry("dataset", dataset).meta
+        return bool(dataset) and key in get_entry("dataset", dataset).meta
     except UsageError:
         return False
 
@@ -580,7 +624,7 @@ def _evaluate_own_data(
     from zoo.runtime.device import resolve_device
     from zoo.runtime.owndata import recorded_split
     from zoo.runtime.step import evaluate_batches
-    from zoo.weights import files as weights
+    from zoo.weights import loading
 
     train = _train_record(meta)
     record, task = train.get("data"), train.get("task")
@@ -591,7 +635,7 @@ def _evaluate_own_data(
         "loss", loss or _recorded_loss(meta, path) or tasks.TASKS[task].default_loss
     )
     dev = resolve_device(device)
-    model = weights.load(path, device=str(dev))
+    model = loading.load(path, device=str(dev))
     classes = record.get("classes")
     return evaluate_batches(
         model, make_batches((X, y), batch_size, device=dev), task=task,

@@ -54,13 +54,19 @@ class ModelSpec:
         return asdict(self)
 
 
-def model_kwargs(entry: Entry, dataset: Entry | None, user: dict[str, Any]) -> dict[str, Any]:
-    """Effective kwargs: the dataset's standard ones it accepts, then defaults, then user's."""
+def model_kwargs(
+    entry: Entry, dataset: Entry | None, user: dict[str, Any], base: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Effective kwargs: the dataset's standard ones it accepts, then defaults, then ``base``
+    (those of the weights a fine-tune starts from) but for what the dataset decides, then
+    user's."""
     target = entry.load()
     merged: dict[str, Any] = {}
     if dataset is not None:
         merged.update(tasks.accepted_kwargs(target, tasks.standard_kwargs(dataset)))
+    decided = set(merged)
     merged.update(entry.defaults)
+    merged.update({k: v for k, v in (base or {}).items() if k not in decided})
     merged.update(user)
     return merged
 
@@ -98,7 +104,7 @@ def build_model(
         flatten = data_entry is not None and tasks.flattens(entry, data_entry)
     target = entry.load()
     if source is not None:
-        check_kwargs(entry, target, kwargs, source)
+        check_kwargs(entry.name, target, kwargs, source)
     try:
         model = target(**kwargs)
     except BUILD_ERRORS as exc:
@@ -128,14 +134,14 @@ def build_model(
 BUILD_ERRORS = (TypeError, ValueError, RuntimeError, OverflowError, MemoryError)
 
 
-def check_kwargs(entry: Entry, target: Any, kwargs: Any, source: str) -> None:
+def check_kwargs(name: str, target: Any, kwargs: Any, source: str) -> None:
     """Refuse kwargs read from ``source`` (a file, an index) before ``target`` sees them: an
     object of JSON values (finite numbers) whose names the target's signature takes (any
     name when it takes ``**kwargs``), required parameters included. One-line
     :class:`~zoo.errors.WeightsError`."""
     import inspect
 
-    where = f"{source}: model {entry.name!r}"
+    where = f"{source}: model {name!r}"
     if not isinstance(kwargs, dict):
         raise WeightsError(f"{where}: kwargs must be an object, not {type(kwargs).__name__}")
     for key, value in kwargs.items():

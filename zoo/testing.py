@@ -14,7 +14,8 @@ check and what was expected versus what was found.
   gradients.
 - A **dataset** (:mod:`zoo.checks.dataset`) loads both splits with the declared shape, label
   types and class range, the same way twice. Missing files make it *skipped* (with the reason).
-- A **plugin** loaded (its import and hooks raised nothing and registered something), takes no
+- A **plugin** loaded (its import and hooks raised nothing and registered something, or it
+  implements training events or ``register_commands``: a logger, a command), takes no
   first-party name, and loads *light*: its loading imported no heavy module (torch at the top
   of its hook module) and took no longer than ``ZOO_PLUGIN_SLOW_S``.
 - A **pretrained entry** a plugin's model declares (:mod:`zoo.checks.pretrained`): its files
@@ -59,7 +60,7 @@ from zoo.checks.report import (
 )
 from zoo.errors import IncompatibleError, UnknownNameError, UsageError
 from zoo.registry.entries import KINDS, PLURALS, Entry, normalize_name
-from zoo.registry.plugins import PluginRecord, get_registry, plugin_records
+from zoo.registry.plugins import HOOKS, PluginRecord, get_registry, plugin_records
 
 CHECKERS = {"model": check_model, "loss": check_loss, "dataset": check_dataset}
 # which options each kind's checker takes; check()'s other options are ignored for that kind
@@ -256,8 +257,11 @@ def _plugin_report(record: PluginRecord) -> EntryReport:
     elif record.status in ("blocked", "skipped"):
         why = "ZOO_DISABLE_PLUGINS" if record.status == "blocked" else "ZOO_PLUGINS"
         report.add("load", record.dist, SKIP, f"{record.status} by {why}")
-    elif not record.entries:
+    elif not record.entries and not set(record.hooks) - set(HOOKS):
         report.add("load", record.dist, FAIL, "expected at least one registered entry, found none")
+    elif not record.entries:  # a logger or commands plugin: training events, register_commands
+        hooks = ", ".join(h for h in record.hooks if h not in HOOKS)
+        report.add("load", record.dist, PASS, f"implements {hooks}")
     else:
         counts = ", ".join(
             f"{n} {PLURALS[kind] if n != 1 else kind}" for kind, n in sorted(record.entries.items())

@@ -3,10 +3,12 @@
 Every set is split 80/20 deterministically (stratified for classification) and standardised
 with statistics of the train split only; each declares that transform (``transform``: the
 per-feature mean/std, numbers) and its class names (``classes``), which exported weights carry.
+``diabetes`` standardises its regression targets too and declares that (``target_transform``),
+so predictions on raw rows come back in the target's own units.
 """
 
 import zoo
-from zoo_datasets.declared import CLASSES, TRANSFORMS
+from zoo_datasets.declared import CLASSES, TARGET_TRANSFORMS, TRANSFORMS
 
 _SETS = [
     # name, task, input_shape, num_classes, summary
@@ -41,6 +43,8 @@ def register_datasets(register):
         meta["transform"] = TRANSFORMS[name]  # what load_dataset applied: raw -> model inputs
         if name in CLASSES:
             meta["classes"] = CLASSES[name]
+        if name in TARGET_TRANSFORMS:  # predictions are turned back into the target's units
+            meta["target_transform"] = TARGET_TRANSFORMS[name]
         target = f"zoo_datasets.sets:{name.replace('-', '_')}"
         register(
             name, target, task=task, input_shape=shape, summary=summary,

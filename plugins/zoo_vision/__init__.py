@@ -34,6 +34,7 @@ def register_models(register):
         input_size=[1, 28, 28],  # FashionMNIST's; any size works (image_size)
         summary="TinyVGG CNN (CNN explainer): two conv blocks + linear head",
         defaults={"hidden": 64},  # 5 epochs on digits reach >= 0.95 test accuracy for any seed
+        classifier="classifier.1",  # its input depends on image_size
     )
 
 

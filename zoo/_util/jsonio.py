@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -71,12 +72,8 @@ def _check_depth(value: Any, max_depth: int) -> None:
         depth += 1
         if depth > max_depth:
             raise JSONLimitError(f"nested deeper than {max_depth} levels")
-        below: list[Any] = []
-        for item in level:
-            below += [
-                v for v in (item.values() if type(item) is dict else item) if type(v) in _CONTAINERS
-            ]
-        level = below
+        values = chain.from_iterable([x.values() if type(x) is dict else x for x in level])
+        level = [v for v in values if type(v) in _CONTAINERS]
 
 
 _CONTAINERS = (dict, list)  # what json.loads builds; exact types, checked fast

@@ -20,25 +20,23 @@ def format_table(
         numeric: which columns to right-align (default: those holding only numbers), for
             rows whose numbers are already formatted as text.
     """
-    cells = [[_cell(v) for v in row] for row in rows]
+    cells = [[v if type(v) is str else _cell(v) for v in row] for row in rows]
+    columns = list(zip(*cells, strict=True))
     widths = [len(h) for h in headers]
-    for row in cells:
-        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    if cells:
+        widths = [max(w, *map(len, col)) for w, col in zip(widths, columns, strict=True)]
     if numeric is None:
         numeric = [
             bool(rows) and all(isinstance(r[i], int | float) or r[i] in (None, "") for r in rows)
             for i in range(len(headers))
         ]
-
-    def line(values: Sequence[str]) -> str:
-        parts = [
-            v.rjust(w) if num else v.ljust(w)
-            for v, w, num in zip(values, widths, numeric, strict=True)
-        ]
-        return "  ".join(parts).rstrip()
-
-    out = [line(list(headers)), line(["-" * w for w in widths])]
-    out.extend(line(row) for row in cells)
+    # one format string for every line: "{:<5}  {:>3}" pads as ljust/rjust would
+    template = "  ".join(
+        f"{{:{'>' if num else '<'}{w}}}" if w else "{}"
+        for w, num in zip(widths, numeric, strict=True)
+    )
+    out = [template.format(*headers).rstrip(), template.format(*("-" * w for w in widths)).rstrip()]
+    out.extend(template.format(*row).rstrip() for row in cells)
     return "\n".join(out)
 
 

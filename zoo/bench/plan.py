@@ -27,6 +27,7 @@ from zoo._util.jsonio import JSONLimitError, loads
 from zoo._util.values import positive_int, seed_int
 from zoo.bench.environment import environment
 from zoo.bench.ort import RUNTIMES, check_installed
+from zoo.bench.progress import BenchProgress
 from zoo.bench.report import BenchResult
 from zoo.bench.rows import MODES, ROW_MARKER, Combo, Settings, empty_row
 from zoo.bench.synthetic import (
@@ -136,7 +137,9 @@ def bench(
     measurement after ``warmup``. ``threads``: torch's intra-op threads for every row (see
     :func:`zoo.runtime.threads.resolve_threads`: given, else ``$OMP_NUM_THREADS``, else
     physical cores / processes on the node); torch's own count is restored afterwards.
-    ``progress`` prints one line per combination to stderr (or calls the given function).
+    ``progress``: ``True`` reports on stderr (:mod:`zoo.bench.progress`: a bar naming the row
+    being measured on a terminal, one line per finished row elsewhere); a function is called
+    with each line instead.
 
     Without ``datasets`` the input is synthetic (:mod:`zoo.bench.synthetic`): random samples
     of ``input_shape`` (``"3x224x224"``), else of each model's declared ``input_size`` (a
@@ -170,7 +173,7 @@ def bench(
     # the one thread rule, resolved once (a bad $OMP_NUM_THREADS fails before any work); every
     # row, isolated ones too, runs with and records this count
     settings = replace(settings, threads=resolve_threads(settings.threads))
-    report = _reporter(progress)
+    report = _reporter(progress, len(plan.combos))
     config = {**plan.config, "isolate": bool(isolate), **asdict(settings)}
     rows: list[dict[str, Any]] = []
     with use_threads(settings.threads):  # torch's own count is restored after the run
@@ -180,6 +183,8 @@ def bench(
         except KeyboardInterrupt:
             result.interrupted = True
             raise BenchInterrupted(result) from None
+        finally:
+            report.close()
     return result
 
 
@@ -187,21 +192,20 @@ def _run_plan(
     plan: Plan,
     settings: Settings,
     isolate: bool,
-    report: Callable[[str], Any],
+    report: BenchProgress,
     rows: list[dict[str, Any]],
 ) -> None:
     """Run each combination, appending its row to ``rows`` as soon as it is finished."""
     from zoo.bench.combo import run_combo  # torch: imported once there is work to do
 
     for skip in plan.skipped:
-        report(f"skipped {_skip_label(skip)}: {skip['reason']}")
+        report.message(f"skipped {_skip_label(skip)}: {skip['reason']}")
     cache: dict = {}
-    total = len(plan.combos)
     for i, combo in enumerate(plan.combos, 1):
-        report(f"[{i}/{total}] {combo.label()} ...")
+        report.start(i, combo)
         row = run_isolated(combo, settings) if isolate else run_combo(combo, settings, cache)
         rows.append(row)
-        report(f"[{i}/{total}] {combo.label()}: {_row_summary(row)}")
+        report.finish(i, combo, row)
 
 
 class _Skips:
@@ -519,23 +523,13 @@ def _positive_float(value: Any, what: str, *, zero: bool = False) -> float:
 # -- progress --------------------------------------------------------------------------------
 
 
-def _reporter(progress: bool | Callable[[str], Any]) -> Callable[[str], Any]:
+def _reporter(progress: bool | Callable[[str], Any], total: int) -> BenchProgress:
+    """``True``: stderr (a bar on a terminal); a callable: its lines; ``False``: nothing."""
     if callable(progress):
-        return progress
-    if progress:
-        return lambda line: print(line, file=sys.stderr, flush=True)
-    return lambda line: None
+        return BenchProgress(total, write=progress)
+    return BenchProgress(total, quiet=not progress)
 
 
 def _skip_label(skip: dict[str, Any]) -> str:
     parts = [skip.get(k) for k in ("model", "dataset", "loss", "device", "precision")]
     return "/".join(str(p) for p in parts if p)
-
-
-def _row_summary(row: dict[str, Any]) -> str:
-    if row.get("error"):
-        return f"error: {row['error']}"
-    if row["mode"] == "fit":
-        return f"{row['metric_name']} {row['metric']:.4g} in {row['fit_seconds']:.3g} s"
-    noisy = f" (noisy: {row['noise']})" if row.get("noisy") else ""
-    return f"{row['latency_ms_median']:.4g} ms/batch, {row['samples_per_s']:.4g} samples/s{noisy}"

@@ -10,6 +10,12 @@ Diagnostics logged anywhere in zoo (the ``zoo`` logger) reach stderr as one
 ``zoo: warning: ...`` line each, through the handler the group installs
 (:func:`zoo._util.log.install_stderr_handler`), never as a Python warning that shows zoo's own
 source line.
+
+Plugins add commands through the ``register_commands(cli)`` hook (as ``llm``'s do): they are
+looked up only when a name is not zoo's own or ``zoo --help`` lists them, so ``zoo list`` and
+``zoo train`` never wait for them. A plugin command named like one of zoo's (or an earlier
+plugin's) is refused with a warning; one that raises prints one ``error:`` line naming its
+plugin (exit 1).
 """
 
 from __future__ import annotations
@@ -23,9 +29,9 @@ import click
 
 from zoo import __version__
 from zoo._util.jsonio import JSONLimitError
-from zoo._util.log import install_stderr_handler
+from zoo._util.log import get_logger, install_stderr_handler
 from zoo.errors import ZooError, one_line
-from zoo.registry.plugins import use_load_deadline
+from zoo.registry.plugins import plugin_commands, use_load_deadline
 
 __all__ = ["COMMANDS", "ZooGroup", "cli", "main"]
 
@@ -46,15 +52,19 @@ COMMANDS = {
 }
 
 
+log = get_logger(__name__)
+
+
 class ZooGroup(click.Group):
-    """Lazy subcommands plus one-line error reporting."""
+    """Lazy subcommands, plugins' commands, and one-line error reporting."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(COMMANDS)
+        return [*COMMANDS, *self.plugin_commands()]
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in COMMANDS:
-            return None
+            found = self.plugin_commands().get(name)
+            return found[1] if found else None
         module, _, attr = COMMANDS[name][0].partition(":")
         return getattr(import_module(module), attr)
 
@@ -62,6 +72,30 @@ class ZooGroup(click.Group):
         rows = [(name, summary) for name, (_, summary) in COMMANDS.items()]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
+        extra = self.plugin_commands()
+        if extra:
+            with formatter.section("Plugin commands"):
+                formatter.write_dl(
+                    [(n, f"{c.get_short_help_str(60)} [{p}]") for n, (p, c) in extra.items()]
+                )
+
+    def plugin_commands(self) -> dict[str, tuple[str, click.Command]]:
+        """``{name: (plugin, command)}`` of the plugins' commands that zoo takes: a name zoo's
+        own commands or an earlier plugin's have is refused, with a warning."""
+        out: dict[str, tuple[str, click.Command]] = {}
+        with use_load_deadline():  # a plugin that hangs at import fails after ZOO_PLUGIN_TIMEOUT
+            found = plugin_commands()
+        for plugin, command in found:
+            name = command.name or ""
+            if name in COMMANDS or name in out:
+                owner = "zoo's own" if name in COMMANDS else f"plugin {out[name][0]!r}'s"
+                log.warning(
+                    "plugin %r: command %r is refused: it is %s `zoo %s`", plugin, name, owner, name
+                )
+                continue
+            out[name] = (plugin, command)
+        self.found = out  # what invoke names a failed command's plugin from
+        return out
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -71,6 +105,18 @@ class ZooGroup(click.Group):
                 raise
             click.echo(f"error: {one_line(exc)}", err=True)
             ctx.exit(exc.exit_code if isinstance(exc, ZooError) else 1)
+        except Exception as exc:  # a plugin's command that failed: one line naming the plugin
+            name = ctx.invoked_subcommand
+            click_own = (click.ClickException, click.exceptions.Exit, click.Abort)
+            debug = os.environ.get("ZOO_DEBUG", "") not in ("", "0")
+            if debug or name is None or name in COMMANDS or isinstance(exc, click_own):
+                raise
+            plugin = getattr(self, "found", {}).get(name, ("?", None))[0]
+            click.echo(
+                f"error: plugin {plugin!r} command {name!r} failed: {one_line(exc, typed=True)}",
+                err=True,
+            )
+            ctx.exit(1)
 
 
 @click.group(cls=ZooGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -104,7 +104,12 @@ def _list_option(*names: str, dest: str, metavar: str, help: str) -> Callable[[F
     help="torch, onnxruntime (fp32 infer of zoo's ONNX export) [torch]",
 )
 @click.option("--dry-run", is_flag=True, help="Print the plan (rows, skipped) and exit.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+@click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    help="No progress on stderr (else: a bar on a terminal, a line per finished row elsewhere).",
+)
 @click.pass_context
 def bench_cmd(ctx: click.Context, **opts: Any) -> None:
     """Benchmark every compatible model x dataset x loss x device x batch size x precision.
@@ -206,7 +211,7 @@ def _run(opts: dict[str, Any]) -> None:
     130 / 143 when interrupted by Ctrl-C / SIGTERM (after reporting the rows that finished)."""
     from zoo.bench.plan import BenchInterrupted
 
-    progress = None if opts["quiet"] else (lambda line: click.echo(line, err=True))
+    progress = not opts["quiet"]
     modes = opts["modes"] or ("infer,train",)
     if opts["export_dir"] and not any("fit" in m for m in modes):
         click.echo("warning: --export only applies to --mode fit", err=True)
@@ -251,7 +256,7 @@ def _sigterm_interrupts(caught: list[int]) -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _bench(opts: dict[str, Any], modes: Any, progress: Callable[[str], Any] | None) -> BenchResult:
+def _bench(opts: dict[str, Any], modes: Any, progress: bool) -> BenchResult:
     """:func:`zoo.bench.plan.bench` with the command's options."""
     from zoo.bench.plan import bench
 
@@ -278,13 +283,11 @@ def _bench(opts: dict[str, Any], modes: Any, progress: Callable[[str], Any] | No
         min_run_time=opts["min_run_time"],
         warmup=opts["warmup"],
         threads=opts["threads"],
-        progress=progress or False,
+        progress=progress,
     )
 
 
-def _report(
-    result: BenchResult, opts: dict[str, Any], progress: Callable[[str], Any] | None
-) -> None:
+def _report(result: BenchResult, opts: dict[str, Any], progress: bool) -> None:
     """The table (or the JSON, with ``--json -``) on stdout, then the files asked for."""
     written = []
     if opts["json_path"] == "-":
@@ -300,7 +303,7 @@ def _report(
     if opts["plot_path"]:
         written.append(str(result.plot(opts["plot_path"])))
     if written and progress:
-        progress(f"wrote {', '.join(written)}")
+        click.echo(f"wrote {', '.join(written)}", err=True)
 
 
 def _threshold(text: str) -> float:

@@ -77,7 +77,11 @@ def evaluate_cmd(
     help="Write to .npy, .csv or .safetensors (default: stdout).",
 )
 @click.option("--key", help="Tensor name in a .safetensors input holding several.")
-@click.option("--raw", is_flag=True, help="Model outputs (logits/values) instead of labels.")
+@click.option(
+    "--raw", is_flag=True,
+    help="Model outputs (logits/values; standardised values where the targets were) instead "
+    "of labels or values in the target's units.",
+)  # fmt: skip
 @click.option("--proba", is_flag=True, help="Class probabilities (binary: the positive class's).")
 @click.option(
     "--no-transform",

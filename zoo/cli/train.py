@@ -171,16 +171,21 @@ def _overrides(ctx: click.Context, params: dict[str, Any]) -> dict[str, Any]:
 @click.option(
     "--resume", type=click.Path(), help="Continue the run in DIR from its last checkpoint."
 )
-@click.option("--recipe", type=click.Path(dir_okay=False), help="TOML file with these settings.")
+@click.option(
+    "--recipe", type=click.Path(dir_okay=False),
+    help="TOML file with these settings, or a pretrained entry's name (tinyvgg.digits): the "
+    "recipe it was trained with.",
+)  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
 def train_cmd(ctx: click.Context, **params: Any) -> None:
     """Train a model on a dataset with the canonical PyTorch loop; writes a run directory."""
-    from zoo.train.resume import resolve_config
+    from zoo.train.resume import elastic_resume, resolve_config
     from zoo.train.rundir import default_run_dir
     from zoo.train.trainer import Trainer
 
-    resume, recipe = params["resume"], params["recipe"]
+    # restarted by torchrun (--max-restarts): continue --out from its last checkpoint
+    resume, recipe = elastic_resume(params["out"], params["resume"]), params["recipe"]
     config = resolve_config(
         resume=resume, recipe=recipe, overrides=_overrides(ctx, params), given_as="flag"
     )

@@ -60,6 +60,7 @@ from zoo.hub.transfer import (
     Deadline,
     chunks,
     fetch_deadline,
+    is_offline,
     lock_wait,
     open_source,
     read_all,
@@ -103,13 +104,6 @@ def cache_dir() -> Path:
         return Path(home).expanduser() / "hub"
     xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(xdg).expanduser() / "zoo" / "hub"
-
-
-def is_offline(offline: bool | None = None) -> bool:
-    """``offline`` if given, else ``$ZOO_OFFLINE`` (any value but empty/0)."""
-    if offline is not None:
-        return offline
-    return os.environ.get("ZOO_OFFLINE", "") not in ("", "0", "false", "no")
 
 
 def fetch_index(url: str, offline: bool | None = None, parse: Callable[[bytes], T] = bytes) -> T:
@@ -172,8 +166,10 @@ def _keep_copy(copy: Path, data: bytes, url: str) -> None:
 
 
 def fetch_entry(entry: PretrainedEntry, offline: bool | None = None) -> Path:
-    """Fetch every file of a resolved ``entry`` into the cache; return the first (weights)."""
-    paths = [fetch_file(ref, name=entry.name, offline=offline) for ref in entry.files]
+    """Fetch every file of a resolved ``entry`` (and its card) into the cache; return the first
+    (weights)."""
+    refs = [*entry.files, *([entry.card] if entry.card is not None else [])]
+    paths = [fetch_file(ref, name=entry.name, offline=offline) for ref in refs]
     return paths[0]
 
 
@@ -184,7 +180,7 @@ def is_cached(entry: PretrainedEntry) -> bool:
         _prefixed_hit(ref, first_use(ref))[1].ok
         if ref.prefix_only
         else _check_hit(blob_path(ref), ref).ok
-        for ref in entry.files
+        for ref in [*entry.files, *([entry.card] if entry.card is not None else [])]
     )
 
 

@@ -59,6 +59,8 @@ SCHEMA = 2  # what publish writes
 SCHEMAS = (1, SCHEMA)  # what this zoo reads
 BUNDLED = "zoo"
 ENTRY_NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*\.[a-z0-9]+(?:[-_][a-z0-9]+)*$")
+_NUMBERS = (int, float)
+_STRINGS = ("dataset", "license", "recipe", "created", "summary", "plugin", "dist", "dist_version")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 #: The largest index zoo reads (``$ZOO_MAX_INDEX_BYTES`` overrides): 10,000 entries take ~4 MB.
 MAX_INDEX_BYTES = 32 << 20
@@ -89,9 +91,13 @@ class FileRef:
         return urllib.parse.urlsplit(self.url).scheme in ("http", "https")
 
 
-@dataclass(frozen=True)
+@dataclass
 class PretrainedEntry:
-    """A published set of weights for one model (``model.tag``)."""
+    """A published set of weights for one model (``model.tag``).
+
+    Read-only by convention (``dataclasses.replace`` makes a changed copy), not ``frozen``: a
+    listing builds one per index entry, and a frozen dataclass's ``__init__`` costs 3x.
+    """
 
     name: str
     model: str
@@ -110,6 +116,7 @@ class PretrainedEntry:
     dist_version: str | None = None
     default: bool = False  # the model's default entry (``pretrained=True``)
     about: dict[str, Any] = field(default_factory=dict)  # params, categories, transforms...
+    card: FileRef | None = None  # the model card (README-style markdown), hashed like the files
 
     @property
     def tag(self) -> str:
@@ -121,28 +128,34 @@ class PretrainedEntry:
         """The model the weights are for (no plugin: a schema-1 bare name)."""
         return Pin("model", self.model, self.plugin, self.dist, self.dist_version)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, brief: bool = False) -> dict[str, Any]:
         """The ``--json`` shape: name, kind, plugin, summary, tasks, model, dataset, metrics...
 
         Also ``qualname`` (``plugin/model.tag``), the model's ``model_entry`` (``plugin/name``),
         ``dist`` and ``dist_version``, and ``installed``: whether that exact model is here
-        (else ``missing`` says what to install).
+        (else ``missing`` says what to install). ``brief``: only what a listing's table shows
+        (name, kind, plugin, summary, tasks, installed, missing).
         """
-        model = model_entry(self)
-        tasks = _tasks(self, model)
-        return {
+        facts = _facts(self)
+        model = facts.model
+        row = {
             "name": self.name,
             "kind": "pretrained",
             "plugin": self.registry,
-            "summary": _summary(self, tasks),
-            "tasks": tasks,
+            "summary": _summary(self, facts.primary),
+            "tasks": list(facts.tasks),
+        }
+        if brief:
+            return {**row, "installed": model is not None, "missing": facts.missing}
+        return {
+            **row,
             "model": self.model,
-            "qualname": _qualified(self, model),
-            "model_entry": model.qualname if model is not None else self.pin.qualname,
+            "qualname": f"{facts.model_entry}.{self.tag}",
+            "model_entry": facts.model_entry,
             "dist": self.dist or (model.dist if model is not None else None),
             "dist_version": self.dist_version or (model.version if model is not None else None),
             "installed": model is not None,
-            "missing": None if model is not None else missing_reason(self.pin),
+            "missing": facts.missing,
             "tag": self.tag,
             "dataset": self.dataset,
             "metrics": dict(self.metrics),
@@ -152,6 +165,7 @@ class PretrainedEntry:
             "created": self.created,
             "source": self.source,
             "files": [_file_dict(f) for f in self.files],
+            **({"card": _file_dict(self.card)} if self.card is not None else {}),
             **({"default": True} if self.default else {}),
             **self.about,
         }
@@ -170,23 +184,57 @@ def _file_dict(ref: FileRef) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _summary(entry: PretrainedEntry, tasks: list[str]) -> str:
-    """The entry's summary (or model + dataset) followed by its headline metrics."""
+def _summary(entry: PretrainedEntry, primary: str | None) -> str:
+    """The entry's summary (or model + dataset) followed by its headline metrics: the task's
+    ``primary`` metric first, then the others as recorded (never the loss)."""
     text = entry.summary or (
         f"{entry.model} trained on {entry.dataset}" if entry.dataset else entry.model
     )
-    primary = TASKS[tasks[0]].primary_metric if len(tasks) == 1 and tasks[0] in TASKS else None
-    keys = sorted((k for k in entry.metrics if k != "loss"), key=lambda k: k != primary)
-    shown = [f"{k}={entry.metrics[k]:.4g}" for k in keys[:2]]
-    return f"{text} ({', '.join(shown)})" if shown else text
+    metrics = entry.metrics
+    keys = [k for k in metrics if k != "loss"]
+    if primary in keys:
+        keys.remove(primary)
+        keys.insert(0, primary)
+    shown = ", ".join([f"{k}={metrics[k]:.4g}" for k in keys[:2]])
+    return f"{text} ({shown})" if shown else text
 
 
-def _tasks(entry: PretrainedEntry, model: Entry | None) -> list[str]:
+@dataclass(frozen=True)
+class _Facts:
+    """What an entry's row takes from the loaded plugins: the same for every entry with its
+    pin and dataset, so a listing works it out once for all of them."""
+
+    model: Entry | None  # the model the entry is pinned to, if installed
+    tasks: tuple[str, ...]  # the dataset's tasks, else the model's
+    primary: str | None  # the headline metric of the entry's only task
+    model_entry: str  # the model's qualified name (the pin's when it is not installed)
+    missing: str | None  # what to install when it is not
+
+
+def _facts(entry: PretrainedEntry) -> _Facts:
+    key = ("facts", entry.model, entry.plugin, entry.dist, entry.dist_version, entry.dataset)
+    return _LOOKUPS.get(key, lambda registry: _work_out_facts(entry, registry))
+
+
+def _work_out_facts(entry: PretrainedEntry, registry: Registry) -> _Facts:
+    model = registry.pinned(entry.pin)
+    tasks = _tasks(entry, model)
+    only = TASKS.get(tasks[0]) if len(tasks) == 1 else None
+    return _Facts(
+        model=model,
+        tasks=tasks,
+        primary=only.primary_metric if only is not None else None,
+        model_entry=model.qualname if model is not None else entry.pin.qualname,
+        missing=None if model is not None else missing_reason(entry.pin),
+    )
+
+
+def _tasks(entry: PretrainedEntry, model: Entry | None) -> tuple[str, ...]:
     if entry.dataset:
         found = _LOOKUPS.get(("dataset", entry.dataset), lambda r: _dataset_tasks(r, entry.dataset))
         if found is not None:
-            return list(found)
-    return list(model.tasks) if model is not None else []
+            return tuple(found)
+    return tuple(model.tasks) if model is not None else ()
 
 
 def _dataset_tasks(registry: Registry, name: str) -> tuple[str, ...] | None:
@@ -200,15 +248,17 @@ class _PerRegistry:
 
     def __init__(self) -> None:
         self.registry: Registry | None = None
-        self.values: dict[tuple[str, Any], Any] = {}
+        self.values: dict[tuple[Any, ...], Any] = {}
 
-    def get(self, key: tuple[str, Any], compute: Callable[[Registry], Any]) -> Any:
+    def get(self, key: tuple[Any, ...], compute: Callable[[Registry], Any]) -> Any:
         registry = get_registry()
         if registry is not self.registry:
             self.registry, self.values = registry, {}
-        if key not in self.values:
-            self.values[key] = compute(registry)
-        return self.values[key]
+        try:
+            return self.values[key]
+        except KeyError:
+            value = self.values[key] = compute(registry)
+            return value
 
 
 _LOOKUPS = _PerRegistry()
@@ -216,18 +266,13 @@ _LOOKUPS = _PerRegistry()
 
 def model_entry(entry: PretrainedEntry) -> Entry | None:
     """The registered model ``entry``'s weights are for: exactly its pin, else ``None``."""
-    key = ("pin", (entry.model, entry.plugin, entry.dist, entry.dist_version))
-    return _LOOKUPS.get(key, lambda registry: registry.pinned(entry.pin))
+    return _facts(entry).model
 
 
 def qualified_name(entry: PretrainedEntry) -> str:
     """``plugin/model.tag`` (the model's qualified name, then the tag): unique whatever is
     installed. A schema-1 entry whose bare model no first-party model has keeps its bare name."""
-    return _qualified(entry, model_entry(entry))
-
-
-def _qualified(entry: PretrainedEntry, model: Entry | None) -> str:
-    return f"{model.qualname if model is not None else entry.pin.qualname}.{entry.tag}"
+    return f"{_facts(entry).model_entry}.{entry.tag}"
 
 
 # ---------------------------------------------------------------- locations
@@ -330,36 +375,46 @@ def make_entry(raw: Any, *, base: str | None, registry: str, where: str) -> Pret
 
     if not isinstance(raw, dict):
         raise bad("entry is not an object")
-    name = raw.get("name")
+    get = raw.get
+    name = get("name")
     if not isinstance(name, str) or not ENTRY_NAME.match(name):
         raise bad(f"name {name!r} must be 'model.tag' in lower case")
-    model = raw.get("model", name.split(".", 1)[0])
-    if model != name.split(".", 1)[0]:
-        raise bad(f"{name}: model {model!r} does not match the name")
-    files = raw.get("files")
+    model = name.partition(".")[0]
+    if get("model", model) != model:
+        raise bad(f"{name}: model {raw['model']!r} does not match the name")
+    files = get("files")
     if not isinstance(files, list) or not files:
         raise bad(f"{name}: files must be a non-empty list")
+    card = get("card")
+    resolve = _resolver(base)
     refs = []
-    for f in files:
-        if not isinstance(f, dict) or not isinstance(f.get("url"), str):
-            raise bad(f"{name}: each file needs a url")
+    for f in files if card is None else [*files, card]:
+        url = f.get("url") if isinstance(f, dict) else None
+        if not isinstance(url, str):
+            raise bad(f"{name}: each file (and the card) needs a url")
         sha, size = f.get("sha256"), f.get("size")
-        if not isinstance(sha, str) or not _SHA.match(sha.lower()):
-            raise bad(f"{name}: file {f['url']!r} needs a full 64-hex sha256")
+        if not isinstance(sha, str) or not _SHA.match(sha := sha.lower()):
+            raise bad(f"{name}: file {url!r} needs a full 64-hex sha256")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise bad(f"{name}: file {f['url']!r} needs an integer size")
-        refs.append(FileRef(_resolve(f["url"], base, where), sha.lower(), size))
-    for key, kind in (("kwargs", dict), ("metrics", dict)):
-        if not isinstance(raw.get(key, {}), kind):
-            raise bad(f"{name}: {key} must be an object")
-    metrics = raw.get("metrics", {})
-    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in metrics.values()):
-        raise bad(f"{name}: metrics must be numbers")
-    for key in ("dataset", "license", "recipe", "created", "summary", "plugin", "dist"):
-        if raw.get(key) is not None and not isinstance(raw[key], str):
+            raise bad(f"{name}: file {url!r} needs an integer size")
+        refs.append(FileRef(resolve(url, where), sha, size))
+    card_ref = refs.pop() if card is not None else None
+    kwargs, metrics = get("kwargs", {}), get("metrics", {})
+    if not isinstance(kwargs, dict):
+        raise bad(f"{name}: kwargs must be an object")
+    if not isinstance(metrics, dict):
+        raise bad(f"{name}: metrics must be an object")
+    scores = {}
+    for key, value in metrics.items():
+        if not isinstance(value, _NUMBERS) or isinstance(value, bool):
+            raise bad(f"{name}: metrics must be numbers")
+        try:
+            scores[key] = float(value)
+        except OverflowError:  # an int beyond any float
+            raise bad(f"{name}: metric {key!r} is out of range") from None
+    for key in _STRINGS:
+        if get(key) is not None and not isinstance(raw[key], str):
             raise bad(f"{name}: {key} must be a string")
-    if raw.get("dist_version") is not None and not isinstance(raw["dist_version"], str):
-        raise bad(f"{name}: dist_version must be a string")
     problem = _pin_problem(model, raw.get("plugin"), raw.get("dist"), raw.get("dist_version"))
     if problem:
         raise bad(f"{name}: {problem}")
@@ -367,8 +422,9 @@ def make_entry(raw: Any, *, base: str | None, registry: str, where: str) -> Pret
         name=name,
         model=model,
         files=tuple(refs),
-        kwargs=dict(raw.get("kwargs", {})),
-        metrics={k: float(v) for k, v in metrics.items()},
+        card=card_ref,
+        kwargs=dict(kwargs),
+        metrics=scores,
         dataset=raw.get("dataset"),
         license=raw.get("license"),
         recipe=raw.get("recipe"),
@@ -392,38 +448,72 @@ def _pin_problem(model: str, plugin: str | None, dist: str | None, version: str 
     return ""
 
 
-def _resolve(url: str, base: str | None, where: str) -> str:
-    """Absolute URLs pass, but a remote index may only name files under its own origin (same
-    scheme, host and port); relative ones must stay inside the registry (no ``..``, no ``/x``)."""
-    parts = urllib.parse.urlsplit(url)
-    home = _split(base or "")
-    if home.scheme in ("http", "https") and parts.scheme and origin(url) != origin(str(base)):
-        raise FetchError(
-            f"registry index {where}: file url {url!r} is not under the registry's origin "
-            f"{home.scheme}://{home.netloc}/"
-        )
-    if parts.scheme in ("http", "https", "file"):
-        return url
-    if parts.scheme and len(parts.scheme) > 1:
-        raise FetchError(f"malformed registry index {where}: unsupported url scheme in {url!r}")
-    if base is None:
-        if Path(url).is_absolute():
-            return url
-        raise FetchError(f"malformed registry index {where}: {url!r} must be an absolute URL")
-    segments = urllib.parse.unquote(url).replace("\\", "/").split("/")
-    if url.startswith(("/", "\\")) or ".." in segments or parts.netloc:
-        raise FetchError(f"registry index {where}: file url {url!r} escapes the registry")
-    if home.scheme in ("http", "https"):
-        return urllib.parse.urljoin(base, url)
-    return os.path.join(_folder(base), *[s for s in segments if s not in ("", ".")])
+#: A relative file URL of plain characters: no scheme, no host, nothing to unquote (the usual).
+_PLAIN_URL = re.compile(r"[\w.-][\w.~/+=-]*", re.ASCII)
+
+
+class _Resolver:
+    """Resolves the file URLs of one index: absolute URLs pass, but a remote index may only
+    name files under its own origin (same scheme, host and port); relative ones must stay
+    inside the registry (no ``..``, no ``/x``). What depends on the index is worked out once."""
+
+    def __init__(self, base: str | None) -> None:
+        self.base = base
+        home = urllib.parse.urlsplit(base or "")
+        self.remote = home.scheme in ("http", "https")
+        self.hf = home.scheme == "hf"  # an hf:// registry: files inside its repository only
+        self.home = f"{home.scheme}://{home.netloc}/"
+        self.origin = origin(str(base)) if self.remote else None
+        self.local = base is not None and not (self.remote or self.hf)
+        self._folder: str | None = None
+
+    def __call__(self, url: str, where: str) -> str:
+        if self.local and "/" not in url and url not in (".", "..") and _PLAIN_URL.fullmatch(url):
+            return self.folder + url  # a file beside a local index (what publish writes)
+        plain = _PLAIN_URL.fullmatch(url) is not None
+        if self.hf and not plain:
+            raise FetchError(
+                f"registry index {where}: file url {url!r} must be a plain relative path "
+                "inside the hf:// repository"
+            )
+        parts = None if plain else urllib.parse.urlsplit(url)
+        if parts is not None:
+            if self.remote and parts.scheme and origin(url) != self.origin:
+                raise FetchError(
+                    f"registry index {where}: file url {url!r} is not under the registry's "
+                    f"origin {self.home}"
+                )
+            if parts.scheme in ("http", "https", "file"):
+                return url
+            if parts.scheme and len(parts.scheme) > 1:
+                raise FetchError(
+                    f"malformed registry index {where}: unsupported url scheme in {url!r}"
+                )
+        if self.base is None:
+            if Path(url).is_absolute():
+                return url
+            raise FetchError(f"malformed registry index {where}: {url!r} must be an absolute URL")
+        segments = (url if plain else urllib.parse.unquote(url).replace("\\", "/")).split("/")
+        rooted = parts is not None and (url.startswith(("/", "\\")) or bool(parts.netloc))
+        if ".." in segments or rooted:
+            raise FetchError(f"registry index {where}: file url {url!r} escapes the registry")
+        if self.hf:
+            kept = "/".join(s for s in segments if s not in ("", "."))
+            return f"{str(self.base).rsplit('/', 1)[0]}/{kept}"
+        if self.remote:
+            return urllib.parse.urljoin(self.base, url)
+        kept = [s for s in segments if s not in ("", ".")]
+        return os.path.join(self.folder, *kept) if kept else os.path.dirname(self.folder)
+
+    @property
+    def folder(self) -> str:
+        """The folder of a local index, ending in a separator: every relative file URL of the
+        index resolves against it."""
+        if self._folder is None:
+            self._folder = os.path.join(local_path(str(self.base)).parent, "")
+        return self._folder
 
 
 @lru_cache(maxsize=64)
-def _split(index: str) -> urllib.parse.SplitResult:
-    return urllib.parse.urlsplit(index)
-
-
-@lru_cache(maxsize=64)
-def _folder(index: str) -> str:
-    """The folder of a local index (every relative file URL of it resolves against this)."""
-    return str(local_path(index).parent)
+def _resolver(base: str | None) -> _Resolver:
+    return _Resolver(base)

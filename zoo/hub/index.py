@@ -22,8 +22,9 @@ break unrelated commands; looking up a name no readable registry has then fails 
 registry's error. Registries passed explicitly (``registry=``, ``--registry``) and the bundled
 one are never skipped: their errors are raised.
 
-A registry is a directory, a ``file://`` URL or an ``http(s)://`` URL holding ``index.json``
-(or the URL of the index itself), read within the index size cap and deadline (a FIFO or
+A registry is a directory, a ``file://`` URL, an ``http(s)://`` URL or a Hugging Face
+repository (``hf://owner/repo[@revision]``, :mod:`zoo.hub.hf`) holding ``index.json`` (or the
+URL of the index itself), read within the index size cap and deadline (a FIFO or
 device is refused) and validated by :mod:`zoo.hub.entries`; each registry is read once per
 listing or lookup. Any other scheme given as an argument is a usage error. :func:`fetch`
 downloads an entry's files into the verified, content-addressed cache of :mod:`zoo.hub.cache`;
@@ -42,8 +43,8 @@ from pathlib import Path
 from zoo._util.log import get_logger, warn_once
 from zoo._util.names import filter_names, normalize_name, unknown_message
 from zoo.errors import AmbiguousNameError, FetchError, UnknownNameError, UsageError, ZooError
-from zoo.hub import table
-from zoo.hub.cache import fetch_entry, fetch_index
+from zoo.hub import hf, table
+from zoo.hub.cache import fetch_entry, fetch_index, is_offline
 from zoo.hub.entries import (
     PretrainedEntry,
     bundled_index,
@@ -78,8 +79,11 @@ def registry_locations(registry: str | list[str] | tuple[str, ...] | None = None
     return [loc for loc, _ in _sources(registry)]
 
 
-def _sources(registry: str | list[str] | tuple[str, ...] | None) -> list[tuple[str, str]]:
-    """``(index location, origin)`` in search order, without repeats.
+def _sources(
+    registry: str | list[str] | tuple[str, ...] | None, only: bool = False
+) -> list[tuple[str, str]]:
+    """``(index location, origin)`` in search order, without repeats (``only``: the explicit
+    ones alone).
 
     ``origin`` is ``"argument"``, ``"ZOO_REGISTRY"`` or ``"bundled"``. A ``$ZOO_REGISTRY``
     value that is not even a valid location keeps its raw text (reading it fails later).
@@ -87,8 +91,9 @@ def _sources(registry: str | list[str] | tuple[str, ...] | None) -> list[tuple[s
     explicit = [registry] if isinstance(registry, str) else list(registry or [])
     env = [p.strip() for p in os.environ.get("ZOO_REGISTRY", "").split(",") if p.strip()]
     raw = [(r, "argument") for r in explicit]
-    raw += [(r, "ZOO_REGISTRY") for r in env]
-    raw.append((bundled_index(), "bundled"))
+    if not only:
+        raw += [(r, "ZOO_REGISTRY") for r in env]
+        raw.append((bundled_index(), "bundled"))
     out: list[tuple[str, str]] = []
     seen: set[str] = set()
     for loc, origin in raw:
@@ -110,6 +115,8 @@ def _index_location(loc: str) -> str:
     parts = urllib.parse.urlsplit(loc)
     if parts.scheme in ("http", "https"):
         return loc if parts.path.endswith(".json") else loc.rstrip("/") + "/index.json"
+    if hf.is_hf(loc):
+        return hf.index_location(loc)
     path = local_path(loc)
     return str(path if path.suffix == ".json" else path / "index.json")
 
@@ -119,6 +126,10 @@ def load_index(location: str, offline: bool | None = None) -> list[PretrainedEnt
     the index size cap (``$ZOO_MAX_INDEX_BYTES``) and deadline."""
     if urllib.parse.urlsplit(location).scheme in ("http", "https"):
         return fetch_index(location, offline, lambda data: parse_index(data, location))
+    if hf.is_hf(location):  # from huggingface_hub's cache (ZOO_OFFLINE: only from there)
+        path = str(hf.download(location, offline=is_offline(offline)))
+        data = read_all(path, max_index_bytes(), "registry index", "ZOO_MAX_INDEX_BYTES")
+        return parse_index(data, location)
     path = str(local_path(location))
     data = read_all(path, max_index_bytes(), "registry index", "ZOO_MAX_INDEX_BYTES")
     return parse_index(data, location)
@@ -186,10 +197,12 @@ class _Found:
         return out
 
 
-def _collect(registry: str | list[str] | tuple[str, ...] | None, offline: bool | None) -> _Found:
+def _collect(
+    registry: str | list[str] | tuple[str, ...] | None, offline: bool | None, only: bool = False
+) -> _Found:
     found: dict[str, PretrainedEntry] = {}
     skipped: list[tuple[str, FetchError]] = []
-    for loc, origin in _sources(registry):
+    for loc, origin in _sources(registry, only):
         try:
             entries = load_index(loc, offline)
         except FetchError as exc:
@@ -200,7 +213,7 @@ def _collect(registry: str | list[str] | tuple[str, ...] | None, offline: bool |
             continue
         for entry in entries:
             _keep_first(found, entry)
-    for entry in [*table.entries(), *_plugin_entries()]:
+    for entry in [] if only else [*table.entries(), *_plugin_entries()]:
         _keep_first(found, entry)
     return _Found(found, skipped)
 
@@ -228,22 +241,29 @@ def _where(entry: PretrainedEntry) -> str:
 
 
 def all_entries(
-    registry: str | list[str] | tuple[str, ...] | None = None, offline: bool | None = None
+    registry: str | list[str] | tuple[str, ...] | None = None,
+    offline: bool | None = None,
+    *,
+    only: bool = False,
 ) -> dict[str, PretrainedEntry]:
     """Every pretrained entry by its listed name (see :func:`list_pretrained`); earlier
-    registries win over later ones.
+    registries win over later ones. ``only``: the entries of the ``registry`` argument alone
+    (not ``$ZOO_REGISTRY``'s, the bundled registry's, torchvision's or plugins').
 
     Unreadable ``$ZOO_REGISTRY`` registries are skipped with a warning (see the module doc).
     """
-    return _collect(registry, offline).listing()
+    return _collect(registry, offline, only).listing()
 
 
 def pretrained_listing(
     pattern: str | list[str] | None = None,
     registry: str | list[str] | tuple[str, ...] | None = None,
+    *,
+    only: bool = False,
 ) -> list[tuple[str, PretrainedEntry]]:
-    """``(listed name, entry)`` pairs matching an fnmatch ``pattern``, sorted by name."""
-    listed = all_entries(registry)
+    """``(listed name, entry)`` pairs matching an fnmatch ``pattern``, sorted by name
+    (``only``: of the ``registry`` argument alone, as :func:`all_entries`)."""
+    listed = all_entries(registry, only=only)
     return [(n, listed[n]) for n in filter_names(sorted(listed), pattern, normalize=_key)]
 
 

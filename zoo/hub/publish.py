@@ -43,6 +43,8 @@ from zoo.hub.entries import (
 from zoo.hub.transfer import CHUNK, read_all
 from zoo.registry.entries import Pin
 from zoo.registry.plugins import pinned_entry
+from zoo.weights import card as cards
+from zoo.weights import hf
 
 __all__ = ["publish"]
 
@@ -56,6 +58,10 @@ def publish(
     license: str | None = None,
     recipe: str | os.PathLike | None = None,
     summary: str | None = None,
+    card: str | os.PathLike | None = None,
+    intended_use: str | None = None,
+    limitations: str | None = None,
+    evaluation: str | None = None,
 ) -> PretrainedEntry:
     """Copy a weights file (or a run dir's ``model.safetensors``) into a local registry.
 
@@ -65,9 +71,16 @@ def publish(
     is validated first; then files and ``index.json`` are committed atomically under the
     registry's lock (see the module doc): a failure leaves the registry as it was.
 
+    A model card (``NAME.md`` beside the weights, the entry's ``card``; see
+    :mod:`zoo.weights.card`) is written when ``card`` (a card file, or a flat file of
+    ``key: value`` fields) or any of ``intended_use``, ``limitations``, ``evaluation`` is given,
+    or when ``source`` is a ``zoo export --format hf`` folder with a ``README.md``. zoo fills in
+    what it knows (model, kwargs, dataset, metrics, recipe, run settings, preprocessing, labels);
+    the arguments override the card file's fields. A card needs ``license`` and ``intended_use``.
+
     Raises:
         UsageError: bad tag, missing recipe, weights of no zoo model, an existing entry
-            without ``force``.
+            without ``force``, a card missing a required field or outside zoo's flat subset.
         FetchError: the registry's current index is malformed.
         ZooError: the registry cannot be written.
     """
@@ -85,12 +98,17 @@ def publish(
     kept = Path(source) / rundir.RECIPE
     recipe_path = Path(recipe) if recipe else (kept if kept.is_file() else None)
     recipe_bytes = _read_recipe(recipe_path)
+    given = {"intended_use": intended_use, "limitations": limitations, "evaluation": evaluation}
+    user, user_body = _card_input(source, card, {"license": license, **given})
+    license = license or _text(user.get("license"))
+    wants_card = bool(user) or bool(user_body)
     meta = weights.read_metadata(weights_path)
     pin = _model_pin(meta, weights.read_pins(meta, weights_path), weights_path, weights.FORMATS)
     name = f"{pin.name}.{tag}"
     if not ENTRY_NAME.match(name):
         raise UsageError(f"tag {tag!r} must be lower-case letters, digits and '-'")
     digest, size = _sha256(weights_path)
+    config_bytes = _folder_config(source, pin)  # an hf export folder is published as a folder
     made_root = not root.exists()
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -107,7 +125,12 @@ def publish(
             if existing and not force:
                 raise UsageError(f"{name} is already in {index_path}; use --force to replace it")
             old = existing[0] if existing else {}
-            filename = _free_name(root, f"{name}.safetensors", digest, size)
+            filename = _free_name(
+                root,
+                f"{name}/{hf.WEIGHTS}" if config_bytes else f"{name}.safetensors",
+                digest,
+                size,
+            )
             raw: dict[str, Any] = {
                 "name": name,
                 "model": pin.name,
@@ -124,6 +147,14 @@ def publish(
             }
             if pin.version is None:
                 del raw["dist_version"]
+            if config_bytes is not None:
+                config_digest = hashlib.sha256(config_bytes).hexdigest()
+                config_name = _free_name(
+                    root, f"{name}/{hf.CONFIG}", config_digest, len(config_bytes)
+                )
+                raw["files"].append(
+                    {"url": config_name, "sha256": config_digest, "size": len(config_bytes)}
+                )
             summary = summary or old.get("summary")
             summary = summary or (_recipe_description(recipe_bytes) if recipe_bytes else None)
             if summary:
@@ -133,6 +164,35 @@ def publish(
                 raw["recipe"] = _free_name(
                     root, f"recipes/{name}.toml", recipe_digest, len(recipe_bytes)
                 )
+            card_bytes = None
+            if wants_card:
+                facts = {
+                    **{k: raw[k] for k in ("kwargs", "metrics", "dataset", "recipe", "created")},
+                    "model": pin.qualname, "summary": summary, "settings": run.get("settings"),
+                    "transform": meta.get("transform"), "classes": meta.get("classes"),
+                }  # fmt: skip
+                user = {**user, "license": raw["license"] if license or old else ""}
+                fields, body = cards.compose(name, facts, user, user_body)
+                absent = cards.missing(fields)
+                if absent:
+                    raise UsageError(
+                        f"model card for {name} lacks {', '.join(absent)}: pass "
+                        + " and ".join(f"--{k.replace('_', '-')}" for k in absent)
+                        + " or put them in --card FILE"
+                    )
+                card_bytes = cards.render(fields, body).encode("utf-8")
+                cards.parse(card_bytes.decode("utf-8"), f"model card for {name}")  # reads back
+                card_digest = hashlib.sha256(card_bytes).hexdigest()
+                raw["card"] = {
+                    "url": _free_name(
+                        root,
+                        f"{name}/{hf.CARD}" if config_bytes else f"{name}.md",
+                        card_digest,
+                        len(card_bytes),
+                    ),
+                    "sha256": card_digest,
+                    "size": len(card_bytes),
+                }
             doc["schema"] = SCHEMA
             doc["entries"] = sorted(
                 [e for e in doc["entries"] if not (isinstance(e, dict) and e.get("name") == name)]
@@ -146,6 +206,10 @@ def publish(
             _write(root / filename, _copier(weights_path, digest), staged)
             if recipe_bytes is not None:
                 _write(root / raw["recipe"], lambda tmp: tmp.write_bytes(recipe_bytes), staged)
+            if card_bytes is not None:
+                _write(root / raw["card"]["url"], lambda tmp: tmp.write_bytes(card_bytes), staged)
+            if config_bytes is not None:
+                _write(root / config_name, lambda tmp: tmp.write_bytes(config_bytes), staged)
             write_json(index_path, doc)  # the commit
             staged.clear()
             with contextlib.suppress(OSError):  # a leftover is harmless: nothing references it
@@ -256,12 +320,17 @@ def _remove_unreferenced(root: Path, old: dict[str, Any], doc: dict[str, Any]) -
         rel = _local(ref)
         if rel and rel not in used:
             (root / rel).unlink(missing_ok=True)
+            if (root / rel).parent != root:  # an entry's folder (recipes/, NAME/) once empty
+                with contextlib.suppress(OSError):
+                    (root / rel).parent.rmdir()
 
 
 def _refs(entry: dict[str, Any]) -> list[str]:
     files = entry.get("files") if isinstance(entry.get("files"), list) else []
     urls = [f.get("url") for f in files if isinstance(f, dict)]
-    return [u for u in [*urls, entry.get("recipe")] if isinstance(u, str)]
+    card = entry.get("card")
+    card_url = card.get("url") if isinstance(card, dict) else None
+    return [u for u in [*urls, entry.get("recipe"), card_url] if isinstance(u, str)]
 
 
 def _local(ref: str) -> str:
@@ -282,6 +351,43 @@ def _recipe_description(data: bytes) -> str | None:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError):
         return None
     return value if isinstance(value, str) else None
+
+
+def _card_input(
+    source: str | os.PathLike, card: str | os.PathLike | None, given: dict[str, str | None]
+) -> tuple[dict[str, Any], str]:
+    """The card fields and body the user gave: ``card`` (else an exported HF folder's
+    ``README.md``: its header fields), then the arguments over them. ``({}, "")`` asks for no
+    card."""
+    fields: dict[str, Any] = {}
+    body = ""
+    folder_card = Path(source) / hf.CARD
+    if card is not None:
+        fields, body = cards.read_fields(card)
+    elif hf.is_hf_folder(source) and folder_card.is_file():
+        fields, _ = cards.read_card(folder_card)
+    named = {k: v for k, v in given.items() if v}
+    if not fields and not body and not (named.keys() - {"license"}):
+        return {}, ""  # no card asked for (--license alone is the index's license, as before)
+    return {**fields, **named}, body
+
+
+def _folder_config(source: str | os.PathLike, pin: Pin) -> bytes | None:
+    """The ``config.json`` of a ``zoo export --format hf`` folder (checked, and naming the
+    model its weights pin), else ``None``."""
+    if not hf.is_hf_folder(source):
+        return None
+    config = hf.read_config(source)
+    if (config.get("plugin"), config["model"]) != (pin.plugin, pin.name):
+        raise UsageError(
+            f"{Path(source) / hf.CONFIG} names model {config.get('plugin')}/{config['model']} "
+            f"but its weights are for {pin.qualname}"
+        )
+    return (Path(source) / hf.CONFIG).read_bytes()
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
 
 
 def _run_of(source: str | os.PathLike) -> dict[str, Any]:

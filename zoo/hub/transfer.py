@@ -39,6 +39,7 @@ __all__ = [
     "chunks",
     "fetch_deadline",
     "http_timeout",
+    "is_offline",
     "lock_wait",
     "network_error",
     "open_source",
@@ -128,6 +129,13 @@ class Deadline:
 # ---------------------------------------------------------------- opening
 
 
+def is_offline(offline: bool | None = None) -> bool:
+    """``offline`` if given, else ``$ZOO_OFFLINE`` (any value but empty/0)."""
+    if offline is not None:
+        return offline
+    return os.environ.get("ZOO_OFFLINE", "") not in ("", "0", "false", "no")
+
+
 @contextlib.contextmanager
 def open_source(
     url: str, deadline: Deadline, what: str = ""
@@ -139,6 +147,12 @@ def open_source(
         with _open_url(url, deadline) as resp:
             length = resp.headers.get("Content-Length")
             yield resp, int(length) if length and length.isdigit() else None
+        return
+    if url[:5].lower() == "hf://":  # resolved through huggingface_hub's cache (zoo.hub.hf)
+        from zoo.hub.hf import download
+
+        with _open_local(download(url, offline=is_offline()), what, url) as (fh, size):
+            yield fh, size
         return
     with _open_local(local_path(url), what, url) as (fh, size):
         yield fh, size

@@ -11,6 +11,12 @@ arguments are not the spec's (``reg`` instead of ``register``), or that is a ``h
 register hooks and the kind each registers is derived from the ``register_<kinds>(register)``
 specs below. The specs carry no annotations: their signatures are what the plugin guide shows.
 
+Besides the register hooks: training events (:func:`on_fit_start`, :func:`on_epoch_end`,
+:func:`on_fit_end`), which the trainer calls for each plugin alone, each call in its own guard
+(a plugin that raises is warned about and skipped for the rest of the run; training goes on),
+and :func:`register_commands`, called once when the plugin loads, with a group of its own. Every
+hook is a plain function: a ``hookwrapper``/``wrapper`` implementation fails its plugin.
+
 A registration's meta is description only: plain JSON (bounded in depth and size), never one of
 the keys zoo sets itself (``name``, ``kind``, ``plugin``, ``qualname``, ``dist``, ``version``,
 ``target``); a ``pretrained`` declaration is validated item by item. Anything else fails the
@@ -22,9 +28,14 @@ from __future__ import annotations
 import pluggy
 
 __all__ = [
+    "EVENTS",
     "PROJECT",
     "hookimpl",
     "hookspec",
+    "on_epoch_end",
+    "on_fit_end",
+    "on_fit_start",
+    "register_commands",
     "register_datasets",
     "register_losses",
     "register_models",
@@ -63,3 +74,40 @@ def register_datasets(register):
     ``target(split, **kwargs)`` with ``split`` in "train", "test" (optionally "val") returns
     ``(X, y)`` tensors or a ``torch.utils.data.Dataset``.
     """
+
+
+@hookspec
+def register_commands(cli):
+    """Add CLI commands: ``@cli.command()`` on the ``click.Group`` given (the pattern of ``llm``).
+
+    Called once when the plugin loads; its commands become ``zoo NAME``. A name zoo's own
+    commands (or an earlier plugin) have is refused with a warning; a hook that raises fails
+    the plugin. Keep the command's heavy imports inside its function.
+    """
+
+
+@hookspec
+def on_fit_start(run):
+    """Training starts (rank 0 only): ``run`` is the :class:`zoo.train.Run` of this fit.
+
+    ``run`` is the same object for the whole fit (``run.id`` keys a plugin's own state):
+    ``run_dir`` (a ``Path`` or ``None``), ``settings`` (what ``run.json`` records),
+    ``model``, ``dataset``, ``task``, ``loggers`` (the names ``--logger`` chose), ``epoch``.
+    """
+
+
+@hookspec
+def on_epoch_end(run, metrics):
+    """An epoch ended: ``metrics`` is its row of ``metrics.csv`` (``epoch``, ``train_loss``,
+    ``test_loss`` or ``val_loss``, ..., ``lr``, ``seconds``), a copy; ``run.epoch`` is it."""
+
+
+@hookspec
+def on_fit_end(run, metrics):
+    """Training ended: ``metrics`` are the final test metrics (``{}`` when it did not finish);
+    ``run.status`` says how it ended (``finished``, ``stopped_early``, ``failed``,
+    ``diverged``, ``interrupted``, ``killed``). Called however the fit ended."""
+
+
+#: The training events, in the order a fit calls them.
+EVENTS = ("on_fit_start", "on_epoch_end", "on_fit_end")

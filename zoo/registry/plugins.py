@@ -20,13 +20,18 @@ Loading happens on first use (never at import of ``zoo``), once per process or p
       plain call);
    d. each register hook is called for this plugin alone (``subset_hook_caller``), each call
       in its own ``try``; every malformed ``register(...)`` call is recorded, not only the
-      first.
+      first. ``register_commands(cli)`` is called the same way, with a ``click.Group`` of the
+      plugin's own: the commands it adds are the record's (:func:`plugin_commands`).
 
    A plugin that fails any step is unregistered, contributes nothing, and its record says
    ``failed`` with every error on one line (``zoo plugins`` shows it). Every other plugin keeps
    working.
 
-4. Names (see :mod:`zoo.registry.entries`): a third-party entry whose name a first-party one
+4. Training events (``on_fit_start``, ``on_epoch_end``, ``on_fit_end``) are validated like
+   every hook here and called later, by the trainer, through :func:`call_plugins`: each
+   plugin alone, in its own guard (stdout captured; what raised is returned, never raised).
+
+5. Names (see :mod:`zoo.registry.entries`): a third-party entry whose name a first-party one
    has stays reachable only as ``plugin/name``; its record gets a warning (``zoo plugins``
    shows it, ``zoo check`` fails the plugin). Two distributions may use one entry-point name:
    the second one's entries are qualified ``dist:plugin/name``.
@@ -72,7 +77,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager, redirect_stdout
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -108,10 +113,12 @@ __all__ = [
     "MAX_OUTPUT_CHARS",
     "SLOW_LOAD_S",
     "PluginRecord",
+    "call_plugins",
     "get_registry",
     "judged_alone",
     "missing_reason",
     "pinned_entry",
+    "plugin_commands",
     "plugin_records",
     "reset",
     "use_load_deadline",
@@ -179,6 +186,7 @@ class PluginRecord:
     load_s: float = 0.0  # seconds its import and hooks took
     imported: list[str] = field(default_factory=list)  # heavy modules its loading imported
     slow_s: float = SLOW_LOAD_S  # the threshold it was judged by
+    commands: dict[str, Any] = field(default_factory=dict, repr=False)  # name -> click.Command
 
     @property
     def first_party(self) -> bool:
@@ -225,6 +233,7 @@ class PluginRecord:
             "error": self.error,
             "hooks": self.hooks,
             "entries": self.entries,
+            "commands": sorted(self.commands),
             "warnings": self.warnings,
             "heavy": self.heavy,
             "output": self.output,
@@ -286,6 +295,53 @@ def use_load_deadline() -> Iterator[None]:
 def plugin_records() -> list[PluginRecord]:
     """One record per ``zoo`` entry point seen, loaded or not."""
     return list(_load().records)
+
+
+def plugin_commands() -> list[tuple[str, Any]]:
+    """``(plugin, click.Command)`` for each command a loaded plugin's ``register_commands``
+    added, in loading order (which of two with one name wins is the CLI's to say)."""
+    return [(r.name, c) for r in _load().records if r.status == "ok" for c in r.commands.values()]
+
+
+def call_plugins(
+    hook_name: str, skip: Collection[str] = (), **kwargs: Any
+) -> list[tuple[str, str]]:
+    """Call ``hook_name`` (a training event) of each loaded plugin that implements it, each
+    plugin alone and in its own guard, its stdout captured (``ZOO_TRACE_PLUGINS=1`` logs it).
+
+    Args:
+        hook_name: one of :data:`zoo.registry.hookspecs.EVENTS`.
+        skip: plugins not to call (those that failed earlier in the same run).
+        kwargs: the hook's arguments.
+
+    Returns:
+        ``(plugin, "Type: message")`` for each plugin whose hook raised (``SystemExit``
+        included; ``KeyboardInterrupt`` is raised).
+    """
+    if hook_name not in hookspecs.EVENTS:
+        raise ValueError(f"{hook_name!r} is not a training event: {', '.join(hookspecs.EVENTS)}")
+    pm = _load().manager
+    impls = getattr(pm.hook, hook_name).get_hookimpls()
+    failures: list[tuple[str, str]] = []
+    with _tracing(_env_flag("ZOO_TRACE_PLUGINS")):
+        for plugin in dict.fromkeys(i.plugin for i in impls):
+            name = pm.get_name(plugin) or "?"
+            if name in skip:
+                continue
+            others = [p for p in pm.get_plugins() if p is not plugin]
+            output = _Output()
+            logger.debug("plugin %s %s", name, hook_name)
+            try:
+                with redirect_stdout(output):
+                    pm.subset_hook_caller(hook_name, remove_plugins=others)(**kwargs)
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # noqa: B036 -- SystemExit too: a plugin never ends zoo
+                failures.append((name, _one_line(exc)))
+            if output.text:
+                printed = " ".join(output.text.split())
+                logger.debug("plugin %s printed in %s: %s", name, hook_name, printed)
+    return failures
 
 
 def reset() -> None:
@@ -550,14 +606,15 @@ def _validate(pm: pluggy.PluginManager, plugin: object) -> None:
                 and f"hook {hook.name!r}" not in errors[0]
             ):
                 errors.append(f"unknown hook {hook.name!r}{_close_match(hook.name)}")
-    for hook_name in HOOKS:
+    for hook_name, spec in _SPECS.items():
         for impl in getattr(pm.hook, hook_name).get_hookimpls():
             if impl.plugin is plugin and (impl.hookwrapper or impl.wrapper):
                 option = "hookwrapper=True" if impl.hookwrapper else "wrapper=True"
+                what = "a register hook" if hook_name in HOOKS else "a zoo hook"
                 errors.append(
                     f"PluginValidationError: hook {hook_name!r}: implemented with {option}; "
-                    f"a register hook is a plain function: "
-                    f"@{hookspecs.PROJECT}.hookimpl def {hook_name}(register)"
+                    f"{what} is a plain function: "
+                    f"@{hookspecs.PROJECT}.hookimpl def {hook_name}{inspect.signature(spec)}"
                 )
     if errors:
         raise _Failed(errors)
@@ -598,11 +655,36 @@ def _call_hooks(pm: pluggy.PluginManager, plugin: object, record: PluginRecord) 
         errors += [f"{hook_name}: {p}" for p in problems] + ([raised] if raised else [])
         added = ", ".join(e.name for e in found[before:]) or "nothing"
         logger.debug("plugin %s %s -> %s", record.name, hook_name, added)
+    for hook_name in (*hookspecs.EVENTS, "register_commands"):
+        if any(i.plugin is plugin for i in getattr(pm.hook, hook_name).get_hookimpls()):
+            record.hooks.append(hook_name)
+    if "register_commands" in record.hooks:
+        errors += _add_commands(pm, plugin, record, others)
     if errors:
         raise _Failed(errors)
     for entry in found:
         record.entries[entry.kind] = record.entries.get(entry.kind, 0) + 1
     return found
+
+
+def _add_commands(
+    pm: pluggy.PluginManager, plugin: object, record: PluginRecord, others: list[object]
+) -> list[str]:
+    """Call the plugin's ``register_commands(cli)`` with a group of its own; keep what it
+    added in ``record.commands``. Returns the errors (what it raised)."""
+    import click
+
+    group = click.Group(f"zoo ({record.name})")
+    try:
+        pm.subset_hook_caller("register_commands", remove_plugins=others)(cli=group)
+    except (KeyboardInterrupt, _LoadTimeout):
+        raise
+    except BaseException as exc:  # noqa: B036 -- SystemExit too: a plugin never ends zoo
+        return [f"register_commands raised {_one_line(exc)}"]
+    added = ", ".join(group.commands) or "nothing"
+    logger.debug("plugin %s register_commands -> %s", record.name, added)
+    record.commands = dict(group.commands)
+    return []
 
 
 def _registrar(

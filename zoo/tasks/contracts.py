@@ -75,6 +75,23 @@ def incompatibility(model: Entry, dataset: Entry, loss: Entry | None = None) -> 
                 f"model {model.name!r} takes {channels}-channel images but dataset "
                 f"{dataset.name!r} has {have}"
             )
+    smallest = model.meta.get("min_image_size")
+    if smallest is not None and dataset.input_kind == "image":
+        need = [smallest, smallest] if isinstance(smallest, int) else list(smallest)
+        have = list(dataset.meta["input_shape"][1:])
+        if any(h < n for h, n in zip(have, need, strict=False)):
+            return (
+                f"model {model.name!r} takes images of at least {'x'.join(map(str, need))} "
+                f"but dataset {dataset.name!r} has {'x'.join(map(str, have))}"
+            )
+    multiple = model.meta.get("image_size_multiple")
+    if multiple is not None and dataset.input_kind == "image":
+        have = list(dataset.meta["input_shape"][1:])
+        if any(h % multiple for h in have):
+            return (
+                f"model {model.name!r} takes images whose sides are multiples of {multiple} "
+                f"but dataset {dataset.name!r} has {'x'.join(map(str, have))}"
+            )
     if loss is not None and task not in loss.tasks:
         return f"loss {loss.name!r} serves {'/'.join(loss.tasks)}, not {task} ({dataset.name!r})"
     return None

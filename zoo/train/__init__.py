@@ -11,6 +11,7 @@ from typing import Any
 
 _LAZY = {
     "FitResult": "zoo.train.trainer",
+    "Run": "zoo.train.loggers",
     "Trainer": "zoo.train.trainer",
     "TrainConfig": "zoo.train.config",
     "TrainState": "zoo.train.config",

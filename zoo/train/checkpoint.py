@@ -4,9 +4,10 @@ A checkpoint directory holds
 
 - ``model.safetensors``: the model's ``state_dict`` (tied tensors stored once, aliases in JSON),
 - ``state.safetensors``: every tensor of the optimizer state, the GradScaler and RNG states,
-- ``state.json``: the epoch, the trainer's own state and the non-tensor rest of the optimizer
-  ``state_dict`` (tensors replaced by ``{"__tensor__": key}``, tuples and int-keyed dicts
-  tagged so they come back exactly).
+- ``state.json``: the epoch, the trainer's own state (with ``world_size``, the number of
+  processes that trained it, and ``torchrun_id``, the torchrun job's id) and the non-tensor
+  rest of the optimizer ``state_dict`` (tensors replaced by ``{"__tensor__": key}``, tuples
+  and int-keyed dicts tagged so they come back exactly).
 
 It is written into a fresh hidden directory (``state.json`` last) that is then renamed into
 place, so a reader - or a run killed at any instant - only ever sees a complete checkpoint. A
@@ -389,6 +390,11 @@ def _check_trainer(record: Any, where: Path) -> dict[str, Any]:
     for row in record.get("history") or []:
         if not _is_int(row.get("epoch")):
             raise CorruptCheckpoint(f"{at}: a history row has epoch {row.get('epoch')!r}")
+    world = record.get("world_size")
+    if world is not None and (not _is_int(world) or world < 1):
+        raise CorruptCheckpoint(f"{at}: trainer world_size is {world!r}, not a process count")
+    if not isinstance(record.get("torchrun_id") or "", str):
+        raise CorruptCheckpoint(f"{at}: trainer torchrun_id is not a string")
     early = record.get("early") or {}
     checks = {
         "elapsed_s": (record.get("elapsed_s"), _is_number),

@@ -132,6 +132,20 @@ class TrainConfig:
         {}, "Model kwarg (JSON value).", flag="--model-arg", metavar="KEY=VALUE",
         resume="refuse",
     )  # fmt: skip
+    pretrained: str | None = setting(
+        None, "Fine-tune from this pretrained entry of --model: its tag (circles), or true for "
+        "its default; the dataset decides the classes and input channels.", metavar="TAG",
+        resume="refuse", weights=True,
+    )  # fmt: skip
+    init: str | None = setting(
+        None, "Start from these weights of --model (a run directory, a weights file or a "
+        "pretrained entry), adapted to the dataset as --pretrained is.",
+        metavar="RUN|WEIGHTS|ENTRY", resume="refuse",
+    )  # fmt: skip
+    freeze_backbone: bool = setting(
+        False, "Train the classifier the model entry declares only; the rest keeps its "
+        "starting weights.", resume="refuse", weights=True,
+    )  # fmt: skip
     loss_kwargs: dict[str, Any] = setting(
         {}, "Loss kwarg (JSON value).", flag="--loss-arg", metavar="KEY=VALUE"
     )
@@ -193,7 +207,16 @@ class TrainConfig:
     data_dir: str | None = setting(
         None, "Root of local datasets (default $ZOO_DATA).", weights=True, path=True
     )
+    logger: str | None = setting(
+        None, "Loggers, comma-separated: csv (the run dir's metrics.csv, always), tensorboard "
+        "(<run dir>/tensorboard/), mlflow ($MLFLOW_TRACKING_URI), or a logger plugin's name.",
+        metavar="NAMES",
+    )  # fmt: skip
     quiet: bool = setting(False, "No progress output.", short="-q", resume="session")
+    plot: bool = setting(
+        True, "Draw loss_curves.png in the run directory (matplotlib: about a second).",
+        resume="session",
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         for name, hint in self.hints().items():  # dict settings: None is {}, and a copy
@@ -306,6 +329,10 @@ class TrainConfig:
         from zoo.train.schedule import check_schedule
 
         check_schedule(self.scheduler, self.warmup_epochs, self.epochs)
+        if self.pretrained not in (None, False) and self.init is not None:
+            raise UsageError(
+                "--pretrained and --init both name the weights to start from; give one"
+            )
         if not 0 < self.test_fraction < 1:
             raise UsageError(f"test fraction must be between 0 and 1, got {self.test_fraction}")
         if not 0 <= self.val_fraction < 1 or self.test_fraction + self.val_fraction >= 1:

@@ -21,19 +21,29 @@ annotations give. Keys may be written with ``-`` or ``_`` (``batch-size`` = ``ba
 ``model_args`` = ``model_kwargs``). Settings may also sit in a ``[train]`` table. Informational
 keys (``name``, ``description``, ``expect``, ...) are returned separately and never change
 training. Flags given on the command line override the recipe.
+
+A recipe is a file, or the name of a pretrained entry whose registry holds the recipe it was
+trained with (``zoo train --recipe tinyvgg.digits``, :func:`find_recipe`): the bundled
+registry's recipes are package data of ``zoo_registry``, found through ``importlib.resources``,
+so they work from any install, not only from a checkout.
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
-from pathlib import Path
-from typing import Any
+import urllib.parse
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
 
-from zoo.errors import UsageError
+from zoo._util.names import unknown_message
+from zoo.errors import FetchError, UnknownNameError, UsageError
 from zoo.train.config import TrainConfig
 
-__all__ = ["ALIASES", "INFO_KEYS", "load_recipe", "parse_recipe"]
+if TYPE_CHECKING:
+    from zoo.hub.entries import PretrainedEntry
+
+__all__ = ["ALIASES", "INFO_KEYS", "find_recipe", "load_recipe", "parse_recipe"]
 
 INFO_KEYS = (
     "name",
@@ -94,9 +104,73 @@ def parse_recipe(
     return settings, info
 
 
+def find_recipe(recipe: str | os.PathLike) -> Path:
+    """The recipe file ``recipe`` names: a path (an existing file, or any ``.toml`` name), else
+    a pretrained entry (``tinyvgg.digits``, ``workflow/mlp.iris``) whose local registry holds
+    the recipe it was trained with (its index's ``recipe``, inside the registry).
+
+    Raises:
+        UnknownNameError: neither a file nor an entry (close matches among the entries that
+            have a recipe).
+        UsageError: the entry has no recipe zoo can read (none, or one on the web).
+    """
+    path = Path(recipe)
+    if not isinstance(recipe, str) or path.exists() or path.suffix.lower() == ".toml":
+        return path
+    from zoo.hub import index as hub
+
+    try:
+        entry = hub.get_pretrained(recipe)
+    except UnknownNameError:
+        have = [name for name, e in hub.all_entries().items() if _local_recipe(e) is not None]
+        raise UnknownNameError(
+            unknown_message(
+                "recipe",
+                recipe,
+                have,
+                key=recipe.strip().lower(),
+                otherwise="give a recipe file (.toml) or a pretrained entry that has one "
+                "(see `zoo list pretrained`)",
+            )
+        ) from None
+    found = _local_recipe(entry)
+    if found is None:
+        where = (
+            f" (its recipe: {urllib.parse.urljoin(entry.source, entry.recipe)})"
+            if entry.recipe
+            else ""
+        )
+        raise UsageError(
+            f"pretrained entry {entry.name} has no local recipe file{where}; "
+            "give a recipe file (.toml)"
+        )
+    if not found.is_file():
+        raise UsageError(f"the recipe of pretrained entry {entry.name} is missing: {found}")
+    return found
+
+
+def _local_recipe(entry: PretrainedEntry) -> Path | None:
+    """Where a local registry keeps ``entry``'s recipe, a relative path inside it (``None``
+    for no recipe, a URL, or a registry on the web)."""
+    from zoo.hub.entries import local_path
+
+    ref = entry.recipe
+    if not ref or urllib.parse.urlsplit(ref).scheme or not ref.endswith(".toml"):
+        return None
+    rel = PurePosixPath(ref)
+    if rel.is_absolute() or ".." in rel.parts:
+        return None
+    try:
+        index = local_path(entry.source)  # the bundled one: importlib.resources' zoo_registry
+    except FetchError:  # http(s) registries, plugin declarations
+        return None
+    return index.parent.joinpath(*rel.parts)
+
+
 def load_recipe(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Read a recipe file: ``(settings, informational fields)`` as :func:`parse_recipe` gives."""
-    path = Path(path)
+    """Read a recipe (a file, or a pretrained entry's: :func:`find_recipe`): ``(settings,
+    informational fields)`` as :func:`parse_recipe` gives."""
+    path = find_recipe(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

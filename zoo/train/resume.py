@@ -19,6 +19,12 @@ What the trainer then does with a value that differs from the checkpoint's is
 kwargs, optimizer, seed) is refused with one line before any work; any other takes effect from
 the first resumed epoch and is recorded (``run.json``'s ``changes``). None is recorded and
 ignored.
+
+The number of processes is fixed too (:func:`check_world`): a run trained by N processes under
+``torchrun`` resumes with N. When torchrun restarts its workers (``--max-restarts``), the same
+``zoo train`` command continues the run in ``--out`` from its last checkpoint
+(:func:`elastic_resume`: one written by the same torchrun job) instead of refusing a directory
+that holds a run.
 """
 
 from __future__ import annotations
@@ -30,12 +36,23 @@ from typing import Any, Literal
 from zoo import api
 from zoo._util.jsonio import jsonable
 from zoo._util.names import normalize_name
-from zoo.errors import UnknownNameError, UsageError
+from zoo.errors import UnknownNameError, UsageError, ZooError
+from zoo.runtime.distributed import run_id
+from zoo.train.checkpoint import read_trainer_record
 from zoo.train.config import TrainConfig
 from zoo.train.recipes import load_recipe
 from zoo.train.rundir import find_run, recorded_settings
+from zoo.weights.source import read_run_json
 
-__all__ = ["Change", "compare_settings", "refusal", "resolve_config"]
+__all__ = [
+    "Change",
+    "check_world",
+    "compare_settings",
+    "elastic_resume",
+    "recorded_world",
+    "refusal",
+    "resolve_config",
+]
 
 Change = tuple[str, Any, Any]  # (setting, recorded value, new value)
 
@@ -160,3 +177,63 @@ def refusal(where: str | os.PathLike, recorded: Mapping[str, Any], refused: list
         f"change (its weights, optimizer state and random streams come from them); start a new "
         f"run instead"
     )
+
+
+def recorded_world(record: Mapping[str, Any], run_dir: str | os.PathLike | None) -> int | None:
+    """How many processes trained a checkpoint: its trainer record's ``world_size``, else (a
+    checkpoint of an older zoo) ``run.json``'s ``device.world_size``; ``None`` when unknown."""
+    world = record.get("world_size")
+    if world is None and run_dir is not None:
+        try:
+            device = read_run_json(run_dir).get("device")
+        except (ZooError, OSError, ValueError):
+            return None
+        world = device.get("world_size") if isinstance(device, dict) else None
+    if isinstance(world, bool) or not isinstance(world, int) or world < 1:
+        return None
+    return world
+
+
+def check_world(where: str | os.PathLike, recorded: int | None, world: int) -> None:
+    """Refuse to resume a checkpoint trained by ``recorded`` processes with ``world`` of them:
+    the global batch (``world * batch_size``) and each process's share of it depend on the
+    count. One :class:`UsageError` line, before any work."""
+    if recorded is None or recorded == world:
+        return
+    how = (
+        "in one process (without torchrun)"
+        if recorded == 1
+        else f"with {recorded} processes (torchrun: nodes x --nproc-per-node = {recorded})"
+    )
+    raise UsageError(
+        f"resume: {where} was trained by {_processes(recorded)} and this run has {world}; "
+        f"resume it {how}: the global batch and each process's share of it depend on the count"
+    )
+
+
+def _processes(n: int) -> str:
+    return "1 process" if n == 1 else f"{n} processes (torchrun world size {n})"
+
+
+def elastic_resume(
+    out: str | os.PathLike | None, resume: str | os.PathLike | None
+) -> str | os.PathLike | None:
+    """The run to resume: ``resume`` as given, except under torchrun when ``out`` holds a
+    checkpoint written by this same torchrun job (``TORCHELASTIC_RUN_ID``, the ``--rdzv-id``):
+    then ``out``, so the workers torchrun restarts (``--max-restarts``) continue from the last
+    checkpoint instead of refusing their own run.
+
+    The job id, not ``TORCHELASTIC_RESTART_COUNT``, decides: torchrun counts restarts per node
+    (a node whose workers restart for another node's failure may still say 0), and a count
+    would also take over a run that the first attempt refused as another's. Every process
+    decides from the files it sees, so across machines the run directory must be on a
+    filesystem they share (the trainer refuses processes that start from different epochs).
+    """
+    job = run_id()
+    if out is None or job is None:
+        return resume
+    try:
+        written_by = read_trainer_record(out).get("torchrun_id")
+    except UsageError:  # nothing checkpointed yet (or no directory): as first launched
+        return resume
+    return out if written_by == job else resume

@@ -19,6 +19,7 @@ import io
 import os
 import platform
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,6 +53,7 @@ __all__ = [
     "find_run",
     "keep_recipe",
     "plot_curves",
+    "prepare_plotting",
     "recorded_settings",
     "run_info",
     "versions",
@@ -319,6 +321,25 @@ def plot_curves(
     return path
 
 
+def prepare_plotting() -> threading.Thread:
+    """Import matplotlib on a background thread while training runs.
+
+    The import costs about as much CPU as drawing the curves; done beside the training loop
+    (which releases the GIL in every kernel), the run's last step does not wait for it.
+    """
+    thread = threading.Thread(target=_import_matplotlib, name="zoo-plot-import", daemon=True)
+    thread.start()
+    return thread
+
+
+def _import_matplotlib() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.backends import backend_agg  # noqa: F401
+    from matplotlib.figure import Figure  # noqa: F401
+
+
 def curves_figure(history: list[dict[str, Any]], metric: str) -> Any:
     """The matplotlib ``Figure`` :func:`plot_curves` saves: loss and ``metric`` per epoch.
 
@@ -326,14 +347,14 @@ def curves_figure(history: list[dict[str, Any]], metric: str) -> Any:
     the epoch (the weights change while it is summed), so its legend says so; every other
     curve is measured on the weights at the end of the epoch.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
+    _import_matplotlib()
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
     epochs = [row["epoch"] for row in history]
-    fig = Figure(figsize=(10, 4), layout="constrained")
+    fig = Figure(figsize=(10, 4))
+    # fixed margins: a layout engine would double the cost of drawing two small panels
+    fig.subplots_adjust(left=0.085, right=0.98, bottom=0.12, top=0.91, wspace=0.24)
     for ax, name in zip(fig.subplots(1, 2), ("loss", metric), strict=True):
         for split, style in (("train", "-o"), ("val", "-^"), ("test", "-s")):
             key = f"{split}_{name}"
@@ -390,6 +411,9 @@ def run_info(trainer: Any, status: str, started: str, t_start: float) -> dict[st
             "parameters": sum(p.numel() for p in trainer.model.parameters()),
             "trainable": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
         },
+        # the weights it started from and what of them trained (zoo.train.finetune)
+        "init": getattr(trainer, "init_record", None),
+        "freeze": getattr(trainer, "freeze_record", None),
         "dataset": {
             "name": settings["dataset"],
             "task": settings["task"],
@@ -470,7 +494,8 @@ def write_outputs(
     history = trainer.state.history
     metric = tasks.TASKS[settings["task"]].primary_metric
     _written(out / METRICS_CSV, lambda: write_metrics_csv(out, history))
-    _written(out / CURVES, lambda: plot_curves(out, history, metric))
+    if settings.get("plot", True):
+        _written(out / CURVES, lambda: plot_curves(out, history, metric))
     if getattr(trainer, "recipe", None) is not None:
         _written(out / RECIPE, lambda: keep_recipe(out, trainer.recipe))
     info = run_info(trainer, status, started, t_start)

@@ -7,7 +7,8 @@ too. Evaluation runs under ``model.eval()`` and ``torch.inference_mode()`` with 
 on one device. Around it: device and precision selection, seeding, slicing batches for
 in-memory data (``DataLoader`` otherwise), per-epoch metrics on train and test, early
 stopping, a NaN/inf guard, checkpoints (safetensors + JSON) with exact resume, a run
-directory, progress on stderr and ``DistributedDataParallel`` under ``torchrun``.
+directory, progress on stderr, the training events loggers receive (:mod:`zoo.train.loggers`)
+and ``DistributedDataParallel`` under ``torchrun``.
 
 The per-step cost is kept to the loop itself: the loss is kept on the device (no ``.item()``
 per step); it is inspected only every few steps for progress and the NaN/inf guard.
@@ -66,16 +67,36 @@ from zoo.train.checkpoint import (
     write_error,
 )
 from zoo.train.config import TrainConfig, TrainState
+from zoo.train.finetune import (
+    Start,
+    freeze_backbone,
+    frozen_norms_eval,
+    load_start,
+    no_classifier,
+    recorded_init,
+    resolve_start,
+    trainable,
+)
 from zoo.train.localdata import LocalDataset, local_dataset
+from zoo.train.loggers import Events, Run, check_loggers
 from zoo.train.optim import create_optimizer, optimizer_kwargs, resolve_optimizer
 from zoo.train.progress import Progress
-from zoo.train.resume import Change, compare_settings, refusal, resolve_config
+from zoo.train.recipes import find_recipe
+from zoo.train.resume import (
+    Change,
+    check_world,
+    compare_settings,
+    recorded_world,
+    refusal,
+    resolve_config,
+)
 from zoo.train.rundir import (
     RUN_JSON,
     WEIGHTS,
     RunLock,
     claim_run_dir,
     find_run,
+    prepare_plotting,
     recorded_settings,
     run_info,
     write_metrics_csv,
@@ -213,6 +234,8 @@ class Trainer:
             cls, lr=config.lr, weight_decay=config.weight_decay, momentum=config.momentum
         )
         config.validate(resuming=resume is not None)
+        self.init_record: dict[str, Any] | None = None  # run.json's ``init`` and ``freeze``
+        self.freeze_record: dict[str, Any] | None = None
         self.has_val = self._local is not None and "val" in self._local.splits
         if self._local is None:
             self.has_val = "val" in (self.dataset_entry.meta.get("splits") or ())
@@ -232,6 +255,7 @@ class Trainer:
         self.resume = Path(resume) if resume is not None else None
         self.data_dir = _data_dir(config.data_dir)
         self.out = Path(out) if out is not None else None
+        self.loggers = check_loggers(config.logger, run_dir=self.out is not None)
         self._claim: RunLock | None = None
         self._ready = False
         self.state = TrainState()
@@ -239,6 +263,7 @@ class Trainer:
         self._checkpoint: Checkpoint | None = None
         if self.resume is not None and _never_checkpointed(self.resume):
             self.resume = None  # died before its first checkpoint: it starts again
+        self.start = self._resolve_start(resuming=self.resume is not None)
         if self.resume is not None:
             self._changes = self._check_resume(self.resume)
 
@@ -270,14 +295,15 @@ class Trainer:
             config: the settings (``config.model`` and ``config.dataset`` name what to train).
             model: a ready-made module to train instead of building ``config.model``.
             out, resume: as for :class:`Trainer`.
-            recipe: the recipe the settings came from; the run directory keeps a copy.
+            recipe: the recipe the settings came from (a file, or a pretrained entry's name:
+                :func:`~zoo.train.recipes.find_recipe`); the run directory keeps a copy.
         """
         settings = config.as_dict()
         name, dataset, loss = settings.pop("model"), settings.pop("dataset"), settings.pop("loss")
         trainer = cls(
             model if model is not None else name, dataset, loss, out=out, resume=resume, **settings
         )
-        trainer.recipe = Path(recipe) if recipe is not None else None
+        trainer.recipe = find_recipe(recipe) if recipe is not None else None
         return trainer
 
     @classmethod
@@ -357,8 +383,37 @@ class Trainer:
         if spec is not None:
             return spec.kwargs
         if self.model_entry is not None:
-            return model_kwargs(self.model_entry, self.dataset_entry, self.config.model_kwargs)
+            return model_kwargs(
+                self.model_entry, self.dataset_entry, self.config.model_kwargs,
+                base=self.start.kwargs if self.start is not None else None,
+            )  # fmt: skip
         return self.config.model_kwargs
+
+    def _resolve_start(self, *, resuming: bool) -> Start | None:
+        """The weights ``pretrained``/``init`` name (metadata only; loaded by :meth:`build`),
+        and ``freeze_backbone`` checked, before any work (:mod:`zoo.train.finetune`)."""
+        config = self.config
+        if config.pretrained is False:
+            config.pretrained = None
+        if self.model_entry is None:
+            if config.pretrained is not None or config.init is not None:
+                raise UsageError("--pretrained/--init need a registered model name, not a module")
+            if config.freeze_backbone:
+                raise UsageError(no_classifier(None))
+            return None
+        if config.freeze_backbone and not self.model_entry.meta.get("classifier"):
+            raise UsageError(no_classifier(self.model_entry))
+        try:
+            start = resolve_start(self.model_entry, pretrained=config.pretrained, init=config.init)
+        except ZooError:
+            if not resuming:
+                raise
+            return None  # the checkpoint holds the weights; its run.json the model kwargs
+        if start is not None and start.tag is not None and config.pretrained is not None:
+            config.pretrained = start.tag  # ``true``: the default tag it means
+        if start is not None and start.path is not None:
+            config.init = str(start.path.resolve())  # recorded as the file it read
+        return start
 
     def _fingerprint(self) -> dict[str, Any]:
         """The settings a checkpoint must match to be resumed (fields marked ``fingerprint``)."""
@@ -382,6 +437,11 @@ class Trainer:
         refused, applied = compare_settings(recorded, self.settings())
         if refused:
             raise UsageError(refusal(where, recorded, refused))
+        try:
+            run = find_run(resume)
+        except UsageError:
+            run = None
+        check_world(where, recorded_world(record, run), env_world()[1])
         return applied
 
     def claim_out(self, *, unique: bool = False) -> Path | None:
@@ -422,7 +482,7 @@ class Trainer:
             model = self._given_model
         else:
             entry = self.model_entry  # resolved once: a shared bare name would be ambiguous
-            kwargs = model_kwargs(entry, self.dataset_entry, self.model_kwargs)
+            kwargs = self._model_kwargs()
             try:
                 if self._local is None:
                     model = build_model(entry, kwargs, dataset=self.dataset)
@@ -436,6 +496,12 @@ class Trainer:
                     f"model {entry.name!r} cannot be built with {jsonable(kwargs)}: "
                     f"{one_line(exc, typed=True)}"
                 ) from exc
+            if self.resume is not None:  # the checkpoint's weights replace the init's
+                self.init_record = recorded_init(find_run(self.resume))
+            elif self.start is not None:
+                self.init_record = load_start(model, self.start, entry)
+            if self.config.freeze_backbone:
+                self.freeze_record = freeze_backbone(model, entry)
         _check_backend(self.config.compile)
         names = self.qualnames()
         loss_fn = api.create_loss(names["loss"], **self.loss_kwargs)
@@ -473,8 +539,9 @@ class Trainer:
         if self.has_val:
             val = self._load_split("val")
             self.val_batches = make_batches(val, eval_bs, device=self.device, workers=self.workers)
+        params = trainable(self.model) if self.freeze_backbone else self.model.parameters()
         self.optimizer = create_optimizer(
-            self.optimizer_name, self.model.parameters(), lr=self.lr,
+            self.optimizer_name, params, lr=self.lr,
             weight_decay=self.weight_decay, momentum=self.momentum,
         )  # fmt: skip
         train_module: nn.Module = self.model
@@ -497,6 +564,7 @@ class Trainer:
         self.state = TrainState()
         if self.resume is not None:
             self._load_resume()
+        self._check_same_start()
         self.setup_seconds = time.perf_counter() - t0
         self._ready = True
 
@@ -545,6 +613,21 @@ class Trainer:
         if any(name == "monitor" for name, _, _ in self._changes):
             self._replay_early()
 
+    def _check_same_start(self) -> None:
+        """Under torchrun, refuse processes that would start from different epochs (a resume
+        whose checkpoint some machines cannot see): they would wait on each other forever."""
+        d = self.dist
+        if not d.enabled:
+            return
+        first = torch.tensor([self.state.start_epoch], device=self.device)
+        low, high = distributed.all_min(first.clone(), d), distributed.all_max(first.clone(), d)
+        if int(low) != int(high):
+            raise ZooError(
+                f"the {d.world} processes start from different epochs ({int(low)} to "
+                f"{int(high)}): some cannot see the run's checkpoint; across machines, resume "
+                f"from a run directory on a filesystem every node shares"
+            )
+
     def _replay_early(self) -> None:
         """Early stopping's record for a monitor changed on resume: as if it had been watched
         from the first epoch (every epoch's metrics are in the history)."""
@@ -575,6 +658,8 @@ class Trainer:
         record: list[tuple[torch.Tensor, torch.Tensor]] | None = [] if running else None
         self._running_train = record
         model.train()
+        if config.freeze_backbone:
+            frozen_norms_eval(self.model)
         for step, (x, y) in enumerate(batches, 1):
             start = step - 1 - (step - 1) % acc  # this accumulation group: batches start+1...
             group = min(acc, steps - start)
@@ -726,9 +811,15 @@ class Trainer:
         state.error = None
         stopped_early = False
         state.epoch = state.start_epoch
+        events = self._events() if d.is_main else None  # loggers: rank 0 alone
+        status, metrics = "failed", None
         try:
             if writer:
                 self._write_run_json("running", started, t_start)
+                if config.plot:
+                    prepare_plotting()
+            if events:
+                events.fit_start()
             for epoch in range(state.start_epoch, config.epochs + 1):
                 state.epoch = epoch
                 progress.start_epoch(epoch, len(self.train_batches))
@@ -751,6 +842,8 @@ class Trainer:
                 if writer:
                     self._save_epoch(epoch, time.perf_counter() - t_start)
                 progress.end_epoch(row, self._progress_keys())
+                if events:
+                    events.epoch_end(epoch, row)
                 if stop:
                     stopped_early = True
                     progress.message(
@@ -768,12 +861,16 @@ class Trainer:
             status = "diverged" if self._diverged_message else "failed"
             self._stopped(writer, status, exc)
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated)
-            self._stopped(writer, getattr(exc, "status", "interrupted"), exc)
+            status = getattr(exc, "status", "interrupted")
+            self._stopped(writer, status, exc)
         except Exception as exc:
             state.error = one_line(exc, typed=True)
-            self._stopped(writer, "failed", exc)
+            self._stopped(writer, "failed", distributed.peer_failure(exc, d))
         finally:
             progress.close()
+            if events:
+                done = status in ("finished", "stopped_early")
+                events.fit_end(status, metrics if done else None)
         seconds = time.perf_counter() - t_start
         distributed.barrier(d)
         distributed.teardown(d)
@@ -783,6 +880,15 @@ class Trainer:
             run_dir=self.out if writer else None, best_epoch=state.best_epoch,
             stopped_early=stopped_early, extra={"metrics_from": self.metrics_from},
         )  # fmt: skip
+
+    def _events(self) -> Events:
+        """The training events of this fit, for the loggers (:mod:`zoo.train.loggers`)."""
+        run = Run(
+            run_dir=self.out, settings=self.settings(), model=self.model_name,
+            dataset=self.dataset, task=self.task, loggers=self.loggers,
+            epoch=self.state.start_epoch - 1, start_epoch=self.state.start_epoch,
+        )  # fmt: skip
+        return Events(run)
 
     def evaluate(self, split: str = "test") -> dict[str, float]:
         """``{"loss", *metrics}`` of the current model on ``split`` (builds the model if needed)."""
@@ -843,6 +949,7 @@ class Trainer:
             self.state.scheduler = self.schedule.state_dict()
         return {
             "settings": self.settings(), "fingerprint": self._fingerprint(),
+            "world_size": self.dist.world, "torchrun_id": distributed.run_id(),
             **self.state.to_checkpoint(elapsed),
         }  # fmt: skip
 

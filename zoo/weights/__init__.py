@@ -25,4 +25,5 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name not in __all__:
         raise AttributeError(f"module 'zoo.weights' has no attribute {name!r}")
-    return getattr(import_module("zoo.weights.files"), name)
+    module = "zoo.weights.loading" if name == "load" else "zoo.weights.files"
+    return getattr(import_module(module), name)

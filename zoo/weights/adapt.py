@@ -20,21 +20,30 @@ import torch
 from torch import nn
 
 from zoo._util.log import get_logger
-from zoo.errors import WeightsError
+from zoo.errors import PluginError, WeightsError
 from zoo.weights.files import _check_finite, _read_tensors, read_header
 
 __all__ = ["adapt_conv", "load_adapted", "module_path"]
 
 
 def module_path(model: nn.Module, path: str) -> str:
-    """The state-dict prefix of the submodule ``path`` names (``layers.-1`` -> ``layers.4``)."""
+    """The state-dict prefix of the submodule ``path`` names (``layers.-1`` -> ``layers.4``);
+    a path the model does not have is a one-line :class:`~zoo.errors.PluginError` (a model
+    entry declared it)."""
     module, parts = model, []
     for part in path.split("."):
         if part.lstrip("-").isdigit() and isinstance(module, nn.Sequential | nn.ModuleList):
+            if not module:
+                raise PluginError(f"the model has no module {path!r} (its entry declares it)")
             index = int(part) % len(module)
             module, part = module[index], str(index)
         else:
-            module = module.get_submodule(part)
+            try:
+                module = module.get_submodule(part)
+            except AttributeError:
+                raise PluginError(
+                    f"the model has no module {path!r} (its entry declares it)"
+                ) from None
         parts.append(part)
     return ".".join(parts)
 
@@ -65,6 +74,7 @@ def load_adapted(
     head = module_path(model, classifier) + "." if classifier else None
     conv = _first_conv(model, first_conv)
     notes: list[str] = []
+    changed: list[tuple[str, torch.Size, torch.Size]] = []  # the classifier's tensors
     kept: dict[str, torch.Tensor] = {}
     for key, tensor in tensors.items():
         want = expected.get(key)
@@ -73,11 +83,7 @@ def load_adapted(
         if tensor.shape == want.shape:
             kept[key] = tensor
         elif head and key.startswith(head):
-            if not any(n.startswith(f"re-initialising classifier {head[:-1]!r}") for n in notes):
-                notes.append(
-                    f"re-initialising classifier {head[:-1]!r}: {key} is "
-                    f"{list(tensor.shape)} in the weights, {list(want.shape)} in this model"
-                )
+            changed.append((key, tensor.shape, want.shape))
         elif key == f"{conv}.weight" and tensor.shape[:1] + tensor.shape[2:] == (
             want.shape[:1] + want.shape[2:]
         ):
@@ -93,6 +99,8 @@ def load_adapted(
                 f"{list(tensor.shape)} in the weights, {list(want.shape)} in the model"
                 + ("" if classifier else " (the model entry declares no classifier)")
             )
+    if changed:
+        notes.append(_head_note(head[:-1], changed))
     missing = [k for k in expected if k not in tensors and not (head and k.startswith(head))]
     if missing:
         raise WeightsError(f"{source}: the weights have no layer {missing[0]!r} of the model")
@@ -101,6 +109,22 @@ def load_adapted(
     for note in notes:
         log.warning(note)
     return notes
+
+
+def _head_note(name: str, changed: list[tuple[str, torch.Size, torch.Size]]) -> str:
+    """The one line saying the classifier ``name`` is re-initialised, and why: another number
+    of outputs (classes), another input (the features reaching it: another ``image_size``
+    changes them for a flatten-then-linear head), or both."""
+    key, had, has = max(changed, key=lambda c: len(c[1]))  # the weight, over the bias
+    why = []
+    if any(a[:1] != b[:1] for _, a, b in changed):
+        why.append("another number of classes")
+    if any(a[1:] != b[1:] for _, a, b in changed):
+        why.append("another input size, as another image_size makes it")
+    return (
+        f"re-initialising classifier {name!r}: {key} is {list(had)} in the weights, "
+        f"{list(has)} in this model ({' and '.join(why)})"
+    )
 
 
 def _first_conv(model: nn.Module, declared: str | None) -> str | None:

@@ -2,12 +2,12 @@
 
 ``export`` writes ``model.state_dict()`` (tied tensors stored once, their aliases recorded)
 with a ``__metadata__`` that names the model entry, its kwargs, plugin, distribution and
-version, dataset, metrics, zoo version and creation time, and the transform the data had and
-its class names (``transform``, ``classes``: :mod:`zoo.weights.preprocess`). ``load`` rebuilds
-the model from that metadata on the ``meta`` device (no random initialisation of weights about
-to be overwritten) and assigns the file's tensors; ``load_weights`` loads a file into a model
-you built. Nothing is ever unpickled. A malformed file, or one for another architecture, is a
-one-line :class:`~zoo.errors.WeightsError`.
+version, dataset, metrics, zoo version and creation time, and the transform the data had, its
+class names and its targets' transform (``transform``, ``classes``, ``target_transform``:
+:mod:`zoo.weights.preprocess`). ``load`` rebuilds the model from that metadata on the ``meta``
+device (no random initialisation of weights about to be overwritten) and assigns the file's
+tensors; ``load_weights`` loads a file into a model you built. Nothing is ever unpickled. A
+malformed file, or one for another architecture, is a one-line :class:`~zoo.errors.WeightsError`.
 
 The file is data, never instructions: its header is read with size and depth limits
 (:data:`MAX_HEADER`, :data:`HEADER_DEPTH`; each metadata field is JSON of the type the format
@@ -50,9 +50,11 @@ from zoo._util.atomic import atomic_path, write_reason
 from zoo._util.jsonio import JSONLimitError, loads
 from zoo._util.log import get_logger
 from zoo.errors import WeightsError, ZooError, one_line, short_repr
-from zoo.models import build_model
+from zoo.models import BUILD_ERRORS, build_model, check_kwargs
 from zoo.registry.entries import KINDS, Entry, Pin
 from zoo.registry.plugins import get_registry, pinned_entry
+from zoo.weights.classpath import class_path, find_loaded_class, known_kwargs
+from zoo.weights.preprocess import FIELDS as PREPROCESSING
 from zoo.weights.preprocess import field_problem
 
 __all__ = [
@@ -74,8 +76,8 @@ FORMATS = ("zoo.weights/1", FORMAT)  # what this zoo reads
 ALIGNMENT = 64  # bytes; what torch's CPU allocator guarantees
 MAX_HEADER = 100 * 1024 * 1024  # bytes; safetensors' own limit on the JSON header
 HEADER_DEPTH = 3  # {key: {"shape": [...]}}: metadata values are strings holding JSON
-JSON_FIELDS = ("kwargs", "metrics", "extra", "aliases", "pins", "transform", "classes")
-# each a JSON object but ``classes``, a list of names (zoo.weights.preprocess checks both)
+JSON_FIELDS = ("kwargs", "metrics", "extra", "aliases", "pins", *PREPROCESSING)
+# each a JSON object but ``classes``, a list of names (zoo.weights.preprocess checks those)
 DTYPE_SIZES = {
     "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2,
     "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
@@ -98,14 +100,17 @@ def export(
     dataset: str | None = None,
     metrics: dict[str, float] | None = None,
     extra: dict[str, Any] | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``model``'s weights to a safetensors file (atomically) with zoo metadata.
 
     The model entry, kwargs, plugin and version come from ``model.zoo_spec`` (set by
     ``zoo.create_model``). A plain ``nn.Module`` (not built by ``zoo.create_model``) exports
-    fine too, but the file then names no model entry: :func:`load` cannot rebuild it, so build
-    the module yourself and use :func:`load_weights`. Tied tensors are stored once. An
-    unwritable ``path`` is a one-line :class:`~zoo.errors.WeightsError`.
+    with its class path and constructor kwargs (``model_kwargs``, else Lightning's
+    ``hparams``, else none when it takes none: :mod:`zoo.weights.classpath`), so :func:`load`
+    rebuilds it once its module is imported; when either cannot be known, a warning says that
+    loading will need the model built by hand (:func:`load_weights`). Tied tensors are stored
+    once. An unwritable ``path`` is a one-line :class:`~zoo.errors.WeightsError`.
     """
     tensors, aliases = split_shared(model.state_dict())
     spec = getattr(model, "zoo_spec", None)
@@ -115,6 +120,8 @@ def export(
             model=spec.model, kwargs=spec.kwargs, plugin=spec.plugin, dist=spec.dist,
             dist_version=spec.version,
         )  # fmt: skip
+    else:
+        meta.update(_plain_module(model, model_kwargs, path))
     dataset = dataset if dataset is not None else getattr(spec, "dataset", None)
     if dataset is not None:
         meta["dataset"] = dataset
@@ -314,7 +321,7 @@ def _decode_metadata(path: Path, header: Mapping[str, Any]) -> dict[str, Any]:
 
 def _check_field(path: Path, key: str, value: Any) -> None:
     """Refuse a JSON field whose type is not the format's (data is description, not code)."""
-    if key in ("transform", "classes"):
+    if key in PREPROCESSING:
         problem = field_problem(key, value)
         if problem:
             raise WeightsError(f"{path}: metadata field {key!r} {problem}")
@@ -450,10 +457,15 @@ def load(path: str | os.PathLike, device: str = "cpu") -> torch.nn.Module:
     tensor in another dtype is cast, with a one-line warning; one the cast would overflow,
     a ``dtype`` zoo does not know, or a tensor holding NaN (a parameter holding inf) is a
     one-line :class:`~zoo.errors.WeightsError`.
+
+    ``zoo.load`` (:func:`zoo.weights.loading.load`) also takes a folder written by ``zoo
+    export --format hf``.
     """
     path = Path(path)
     header = read_header(path)
     meta = _decode_metadata(path, header)
+    if not meta.get("model") and "model_class" in meta:
+        return _load_plain_module(path, meta, device)
     if not meta.get("model"):
         why = (
             "was exported from a module not built by zoo.create_model, so it names no model entry"
@@ -492,31 +504,68 @@ def load(path: str | os.PathLike, device: str = "cpu") -> torch.nn.Module:
     model.zoo_spec.extra.update(
         {"metrics": meta.get("metrics") or {}, "source": str(path), "created": meta.get("created")}
     )
-    kept = {k: meta[k] for k in ("transform", "classes") if k in meta}
+    kept = {k: meta[k] for k in PREPROCESSING if k in meta}
     if kept:  # reachable from the model (zoo.transforms), and exported again with it
         model.zoo_spec.extra["preprocessing"] = {"dataset": meta.get("dataset"), **kept}
     return model.eval()
 
 
+def _plain_module(
+    model: torch.nn.Module, given: Mapping[str, Any] | None, path: str | os.PathLike
+) -> dict[str, Any]:
+    """``model_class`` and ``kwargs`` for a module zoo did not build, when both are known
+    (and the kwargs fit its signature as JSON values); else a warning and nothing."""
+    found, why = class_path(model)
+    kwargs, why_kwargs = known_kwargs(model, given) if found else (None, "")
+    if found and kwargs is not None:
+        try:
+            check_kwargs(found, type(model), kwargs, "export")
+        except WeightsError as exc:
+            kwargs, why_kwargs = None, str(exc).removeprefix(f"export: model {found!r}: ")
+    if found and kwargs is not None:
+        return {"model_class": found, "kwargs": kwargs}
+    get_logger(__name__).warning(
+        f"{path}: exporting a module zoo did not build, and {why or why_kwargs}: zoo.load will "
+        "need the model supplied (build it and use zoo.weights.load_weights(model, path))"
+    )
+    return {}
+
+
+def _load_plain_module(path: Path, meta: dict[str, Any], device: str) -> torch.nn.Module:
+    """Rebuild a module recorded by class path, from a module already imported (never an
+    import a file asks for), and load the file into it."""
+    cls = find_loaded_class(meta["model_class"], str(path))
+    kwargs = meta.get("kwargs") or {}
+    check_kwargs(meta["model_class"], cls, kwargs, str(path))
+    try:
+        model = cls(**kwargs)
+    except BUILD_ERRORS as exc:
+        raise WeightsError(
+            f"{path}: {meta['model_class']}(**kwargs) failed: {one_line(exc)}"
+        ) from None
+    load_weights(model, path)
+    return model.to(device).eval()
+
+
 def _preprocessing(spec: Any, dataset: str | None, extra: dict[str, Any] | None) -> dict[str, Any]:
-    """The ``transform`` and ``classes`` export records: those of the run's own data (its
-    training record), else those the model was loaded with for this same dataset, else those
-    the registered ``dataset`` declares."""
+    """The ``transform``, ``classes`` and ``target_transform`` export records: those of the
+    run's own data (its training record), else those the model was loaded with for this same
+    dataset, each completed by what the registered ``dataset`` declares (a file written before
+    zoo recorded one gains it when exported again)."""
     train = (extra or {}).get("train")
     data = train.get("data") if isinstance(train, dict) else None
     if isinstance(data, dict):
         found = {"transform": data.get("preprocessing"), "classes": data.get("classes")}
         return {k: v for k, v in found.items() if v is not None}
     carried = getattr(spec, "extra", {}).get("preprocessing")
-    if isinstance(carried, dict) and carried.get("dataset") == dataset:
-        return {k: carried[k] for k in ("transform", "classes") if k in carried}
-    if not isinstance(dataset, str) or not dataset:
-        return {}
-    try:
-        entry_meta = get_registry().get("dataset", dataset).meta
-    except ZooError:
-        return {}
-    return {k: entry_meta[k] for k in ("transform", "classes") if k in entry_meta}
+    if not isinstance(carried, dict) or carried.get("dataset") != dataset:
+        carried = {}
+    declared: dict[str, Any] = {}
+    if isinstance(dataset, str) and dataset:
+        with contextlib.suppress(ZooError):
+            declared = get_registry().get("dataset", dataset).meta
+    known = {*carried, *declared}
+    return {k: carried.get(k, declared.get(k)) for k in PREPROCESSING if k in known}
 
 
 def _build(

@@ -7,6 +7,11 @@ torchvision's ``weights.transforms()`` does. The format is the one own-data runs
 
     {"standardise": "per column" | "per channel", "mean": [float, ...], "std": [float, ...]}
 
+A regression dataset that also standardised its targets (``diabetes``) declares
+``target_transform`` in the same format (``per column``, one mean/std per output): the model
+predicts standardised values and :meth:`Transform.inverse_target` turns them back into the
+target's own units (``value * std + mean``).
+
 Recorded values are description, never code: each is type-checked and size-bounded
 (:func:`transform_problem`, :func:`classes_problem`) before it is used.
 """
@@ -20,12 +25,14 @@ from typing import Any
 from zoo.errors import UsageError
 
 __all__ = [
+    "FIELDS",
     "MAX_CLASSES",
     "MAX_STATS",
     "STANDARDISE",
     "Transform",
     "classes_problem",
     "field_problem",
+    "target_transform_problem",
     "transform_problem",
 ]
 
@@ -33,6 +40,7 @@ STANDARDISE = ("per column", "per channel")  # x -> (x - mean) / std over featur
 MAX_STATS = 65536  # values in each of mean and std
 MAX_CLASSES = 100_000
 MAX_CLASS_NAME = 200  # characters
+FIELDS = ("transform", "classes", "target_transform")  # the weights metadata fields they travel in
 
 
 def transform_problem(value: Any) -> str | None:
@@ -54,6 +62,14 @@ def transform_problem(value: Any) -> str | None:
     return None
 
 
+def target_transform_problem(value: Any) -> str | None:
+    """Why ``value`` is not a recorded target transform (``None`` when it is one)."""
+    problem = transform_problem(value)
+    if problem is None and value["standardise"] != "per column":
+        return "'standardise' must be 'per column' (one mean/std per output)"
+    return problem
+
+
 def classes_problem(value: Any) -> str | None:
     """Why ``value`` is not a list of class names (``None`` when it is one)."""
     if not isinstance(value, list) or not 2 <= len(value) <= MAX_CLASSES:
@@ -64,9 +80,10 @@ def classes_problem(value: Any) -> str | None:
 
 
 def field_problem(key: str, value: Any) -> str | None:
-    """Why ``value`` is not what the weights metadata field ``key`` (``transform`` or
-    ``classes``) holds (``None`` when it is)."""
-    return (transform_problem if key == "transform" else classes_problem)(value)
+    """Why ``value`` is not what the weights metadata field ``key`` (one of :data:`FIELDS`)
+    holds (``None`` when it is)."""
+    check = {"transform": transform_problem, "target_transform": target_transform_problem}
+    return check.get(key, classes_problem)(value)
 
 
 def _finite(value: Any) -> bool:
@@ -79,24 +96,36 @@ class Transform:
 
     ``standardise`` is ``None`` when nothing is recorded (weights written before zoo recorded
     it): inputs pass unchanged and :attr:`recorded` is ``False``. ``classes`` are the names of
-    the class indices, when known.
+    the class indices, when known; ``target_mean``/``target_std`` the standardisation of a
+    regression target (empty when the targets were not standardised).
     """
 
     standardise: str | None = None
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
     classes: tuple[str, ...] | None = None
+    target_mean: tuple[float, ...] = ()
+    target_std: tuple[float, ...] = ()
 
     @classmethod
-    def from_record(cls, transform: Any = None, classes: Any = None) -> Transform:
+    def from_record(
+        cls, transform: Any = None, classes: Any = None, target_transform: Any = None
+    ) -> Transform:
         """From checked metadata values (``None`` for what is not recorded)."""
         names = tuple(classes) if classes is not None else None
+        target = target_transform or {"mean": (), "std": ()}
+        stats = (tuple(map(float, target["mean"])), tuple(map(float, target["std"])))
         if transform is None:
-            return cls(classes=names)
+            return cls(None, (), (), names, *stats)
         return cls(
             transform["standardise"], tuple(map(float, transform["mean"])),
-            tuple(map(float, transform["std"])), names,
+            tuple(map(float, transform["std"])), names, *stats,
         )  # fmt: skip
+
+    @classmethod
+    def from_meta(cls, meta: Any) -> Transform:
+        """From a checked metadata mapping holding any of :data:`FIELDS`."""
+        return cls.from_record(*(meta.get(key) for key in FIELDS))
 
     @property
     def recorded(self) -> bool:
@@ -108,6 +137,40 @@ class Transform:
         if self.standardise is None:
             return None
         return {"standardise": self.standardise, "mean": list(self.mean), "std": list(self.std)}
+
+    @property
+    def target_recorded(self) -> bool:
+        """Whether the targets were standardised (predictions are turned back by
+        :meth:`inverse_target`)."""
+        return bool(self.target_mean)
+
+    def target_record(self) -> dict[str, Any] | None:
+        """The ``target_transform`` metadata form (``None`` when nothing is recorded)."""
+        if not self.target_mean:
+            return None
+        return {"standardise": "per column", "mean": list(self.target_mean),
+                "std": list(self.target_std)}  # fmt: skip
+
+    def inverse_target(self, values: Any) -> Any:
+        """Predicted values in the target's own units: ``value * std + mean`` (in float64,
+        returned as float32) over the last axis of ``(N, K)`` outputs, or of ``(N,)`` values
+        of one output; unchanged when the targets were not standardised."""
+        import torch
+
+        x = values if isinstance(values, torch.Tensor) else torch.as_tensor(values)
+        if not self.target_mean:
+            return x
+        n = len(self.target_mean)
+        if (x.shape[-1] if x.dim() > 1 else 1) != n:
+            raise UsageError(
+                f"outputs of shape {list(x.shape)} do not fit the recorded target transform "
+                f"of {n} output{'s' if n > 1 else ''}"
+            )
+        mean = torch.tensor(self.target_mean, dtype=torch.float64)
+        std = torch.tensor(self.target_std, dtype=torch.float64)
+        if x.dim() <= 1:
+            mean, std = mean[0], std[0]
+        return (x.to(torch.float64) * std + mean).to(torch.float32)
 
     def __call__(self, inputs: Any) -> Any:
         """``(x - mean) / std`` (in float64, returned as float32) over the last axis of
