@@ -140,13 +140,22 @@ def test_a_shape_the_model_cannot_take_is_a_row_error_naming_model_and_layer():
     result = invoke("--model", "tinyvgg,linear", "--input-shape", "3x8x8",
                     "--mode", "infer", "-b", "1", *FAST)  # fmt: skip
     assert result.exit_code == 0, result.output  # 3x8x8 suits both
-    result = bench("squeezenet1-1,linear", input_shape="3x8x8", modes="infer", batch_sizes=1,
+    # ViT-B/16 declares sides that are multiples of 16, not that they are equal: the forward
+    # pass refuses 16x32, and that is the row's error, naming model and layer
+    result = bench("vit-b-16,linear", input_shape="3x16x32", modes="infer", batch_sizes=1,
                    **FAST_KW)  # fmt: skip
     bad, good = result.rows
     assert good["error"] is None
     error = bad["error"]
-    assert error.startswith("model squeezenet1-1 on input 3x8x8 (batch 1) fails at layer ")
-    assert "(MaxPool2d): RuntimeError:" in error and "\n" not in error
+    assert error.startswith("model vit-b-16 on input 3x16x32 (batch 1) fails at layer ")
+    assert "(VisionTransformer): AssertionError: Wrong image width" in error and "\n" not in error
+    # a size the model declares it cannot take is known before running: a skip with the reason
+    result = bench("squeezenet1-1,linear", input_shape="3x8x8", modes="infer", batch_sizes=1,
+                   **FAST_KW)  # fmt: skip
+    assert [r["model"] for r in result.rows] == ["linear"]
+    assert any(
+        "'squeezenet1-1' takes images of at least 17x17" in s["reason"] for s in result.skipped
+    )
 
 
 def test_channels_last_is_a_column_and_part_of_the_key():

@@ -214,10 +214,9 @@ def test_info_shows_the_card_fetch_verifies_it_and_republish_replaces_it(
     assert info["card"]["intended_use"] == "v1" and info["card"]["license"] == "mit"
     assert Path(info["card_file"]).read_bytes() == (registry / "mlp.carded.md").read_bytes()
 
-    # an entry published without card options has none (as before); the bundled ones too
+    # an entry published without card options has none (as before)
     assert _publish(registry, tag="bare").exit_code == 0
     assert json.loads(zoo_cli("info", "mlp.bare", "--json").stdout)["card"] == "no card"
-    assert json.loads(zoo_cli("info", "mlp.iris", "--json").stdout)["card"] == "no card"
 
     # re-publishing replaces the card; the old one, referenced by nothing, is removed
     result = _publish(registry, "--force", "--intended-use", "v2")  # the license is kept
