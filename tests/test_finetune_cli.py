@@ -283,3 +283,23 @@ def test_bad_fine_tuning_input_is_one_line_exit_2(args, expected, tmp_path):
     line = one_line_error(zoo_cli("train", *args, "--epochs", "1", "--out", out))
     assert line.startswith(expected), line
     assert not out.exists()  # refused before any work
+
+
+@pytest.mark.parametrize(
+    "value, says",
+    [
+        ("true", "model workflow/mlp has several pretrained entries and none is declared its "
+                 "default; pass pretrained= one of: breast-cancer, circles, iris"),
+        ('"circlez"', "circles"),
+    ],
+    ids=["toml-boolean-means-the-default", "unknown-tag"],
+)  # fmt: skip
+def test_a_recipe_names_the_start_as_toml_writes_it(value, says, tmp_path):
+    """``pretrained = true`` in a recipe is the TOML boolean, as ``pretrained=True`` is in
+    Python (here refused because mlp declares no default, listing its tags)."""
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f'model = "mlp"\ndataset = "blobs"\npretrained = {value}\nepochs = 1\n')
+    result = zoo_cli("train", "--recipe", recipe, "--out", tmp_path / "run", "--quiet")
+    line = one_line_error(result, 2)
+    assert says in line and "must be" not in line, line
+    assert not (tmp_path / "run").exists()

@@ -30,7 +30,7 @@ def sample(name: str):
     default = TrainConfig.default(name)
     if default is not None:
         return default
-    return {"str | None": "x", "int | None": 1, "float | None": 1.0}[
+    return {"str | None": "x", "str | bool | None": "x", "int | None": 1, "float | None": 1.0}[
         str(hint).replace("typing.", "")
     ]
 

@@ -104,17 +104,19 @@ def _option(name: str) -> Callable[[Any], Any]:
     kwargs: dict[str, Any] = {"help": meta["help"]}
     if meta["metavar"]:
         kwargs["metavar"] = meta["metavar"]
-    kinds = {_origin(h) for h in _union(hint)} - {type(None)}
+    # the annotation's first type is the command line's: ``bool | str`` (compile) is a flag a
+    # recipe may give a backend name, ``str | bool | None`` (pretrained) text a recipe may set true
+    kinds = [k for k in dict.fromkeys(_origin(h) for h in _union(hint)) if k is not type(None)]
     if dict in kinds:  # KEY=VALUE, given several times
         kwargs.update(multiple=True, metavar=meta["metavar"] or "KEY=VALUE")
-    elif bool in kinds:
+    elif kinds[0] is bool:
         if default is True:
             decls[0] = f"{flag}/--no-{flag.removeprefix('--')}"
             kwargs.update(default=True, show_default=True)
         else:
             kwargs.update(is_flag=True, default=bool(default))
     else:
-        (kind,) = kinds
+        kind = kinds[0]
         kwargs["type"] = click.Path(file_okay=False) if meta["path"] else kind
         if default is not None:
             kwargs.update(default=default, show_default=True)

@@ -132,7 +132,7 @@ class TrainConfig:
         {}, "Model kwarg (JSON value).", flag="--model-arg", metavar="KEY=VALUE",
         resume="refuse",
     )  # fmt: skip
-    pretrained: str | None = setting(
+    pretrained: str | bool | None = setting(
         None, "Fine-tune from this pretrained entry of --model: its tag (circles), or true for "
         "its default; the dataset decides the classes and input channels.", metavar="TAG",
         resume="refuse", weights=True,
