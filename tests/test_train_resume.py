@@ -45,24 +45,30 @@ def checkpoint_epoch(run) -> int:
         return 0
 
 
-def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path):
-    reference = trainer().fit()
-
-    run = tmp_path / "killed"
+def kill_in_epoch_2(args: list[str], run) -> None:
+    """Run ``zoo ARGS`` (training into ``run``) as a real process and SIGKILL it just after
+    its first checkpoint, in epoch 2."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "zoo", *cli_args(run)], env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "zoo", *args], env=env)
     try:
         deadline = time.monotonic() + 120
         while checkpoint_epoch(run) < 1:
             assert proc.poll() is None, "the run ended before it could be killed"
             assert time.monotonic() < deadline
             time.sleep(0.01)
-        time.sleep(0.1)  # into epoch 2 (500 steps)
+        time.sleep(0.1)  # into epoch 2
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(timeout=30) == -signal.SIGKILL
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path):
+    reference = trainer().fit()
+
+    run = tmp_path / "killed"
+    kill_in_epoch_2(cli_args(run), run)
     assert checkpoint_epoch(run) in (1, 2)
     assert not (run / "model.safetensors").exists()
     assert json.loads((run / "run.json").read_text())["status"] == "running"

@@ -6,17 +6,13 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
+from test_train_resume import checkpoint_epoch, kill_in_epoch_2
 from torch import nn
 
 from zoo.cli import cli
@@ -156,21 +152,7 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path):
         device="cpu", quiet=True,
     ).fit()  # fmt: skip
     run = tmp_path / "killed"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "zoo", "train", *flags, "--out", str(run)],
-                            env=env)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 120
-        while checkpoint_epoch(run) < 1:
-            assert proc.poll() is None, "the run ended before it could be killed"
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        time.sleep(0.1)  # into epoch 2
-        proc.send_signal(signal.SIGKILL)
-        assert proc.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    kill_in_epoch_2(["train", *flags, "--out", str(run)], run)
     assert checkpoint_epoch(run) in (1, 2)
     result = CliRunner().invoke(cli, ["train", "--resume", str(run), "--quiet"])
     assert result.exit_code == 0, result.output
@@ -180,13 +162,6 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path):
     info = json.loads((run / "run.json").read_text())
     assert info["result"]["metrics"] == reference.metrics
     assert info["settings"]["scheduler"] == "onecycle" and info["settings"]["accumulate"] == 3
-
-
-def checkpoint_epoch(run) -> int:
-    try:
-        return json.loads((run / "checkpoint" / "state.json").read_text())["epoch"]
-    except (OSError, ValueError):
-        return 0
 
 
 @pytest.mark.parametrize(

@@ -77,6 +77,7 @@ __all__ = [
     "clear_cache",
     "fetch_entry",
     "fetch_file",
+    "file_sha256",
     "fetch_index",
     "first_use",
     "is_cached",
@@ -324,7 +325,7 @@ def _fetch_prefixed(ref: FileRef, name: str, offline: bool | None) -> Path:
                     to_safetensors(pth, converted, f"{file} from {url}")
                 finally:
                     pth.unlink(missing_ok=True)
-                blob_sha = _sha256(converted)
+                blob_sha = file_sha256(converted)
                 target = blobs / f"{blob_sha}.safetensors"
                 os.replace(converted, target)
                 _write_record(target, blob_sha, ref.url, name)
@@ -510,12 +511,12 @@ def _check_hit(target: Path, ref: FileRef, name: str = "") -> _Check:
         stale = _stale(record, written_ns, ref.sha256, seen)
         if seen["size"] != ref.size:
             problem = f"size mismatch: expected {ref.size} bytes, got {seen['size']}"
-            intact = not stale or _sha256(target) == ref.sha256
+            intact = not stale or file_sha256(target) == ref.sha256
             return _Check(False, seen, problem, intact and _stat_fingerprint(target) == seen)
         if not stale and not full:
             return _Check(True, seen)
         get_logger(__name__).debug(f"re-hashing {target} ({stale or 'ZOO_VERIFY=full'})")
-        got = _sha256(target)
+        got = file_sha256(target)
         if _stat_fingerprint(target) != seen:
             continue
         if got != ref.sha256:
@@ -554,7 +555,8 @@ def _stale(record: dict[str, Any], written_ns: int, sha256: str, seen: dict[str,
     return ""
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 (hex) of the file at ``path``, read in chunks."""
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
@@ -689,7 +691,7 @@ def verify_cache(remove: bool = True) -> list[tuple[CachedFile, str]]:
     for item in cached_files():
         seen = _stat_fingerprint(item.path)
         try:
-            got = _sha256(item.path)
+            got = file_sha256(item.path)
         except FileNotFoundError:  # removed meanwhile (another zoo cache verify / clear)
             continue
         if got != item.sha256:

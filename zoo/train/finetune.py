@@ -16,7 +16,6 @@ body changes, running statistics included.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,9 +112,9 @@ def resolve_start(model: Entry, *, pretrained: str | bool | None, init: str | No
 def load_start(model: nn.Module, start: Start, entry: Entry) -> dict[str, Any]:
     """Load ``start``'s weights into ``model`` (fetching a pretrained entry into the cache
     first), the head and first conv adapted; return what ``run.json`` records of it."""
-    if start.entry is not None:
-        from zoo.hub import cache
+    from zoo.hub import cache
 
+    if start.entry is not None:
         path = cache.fetch_entry(start.entry)
     else:
         path = Path(start.path or "").resolve()
@@ -123,8 +122,7 @@ def load_start(model: nn.Module, start: Start, entry: Entry) -> dict[str, Any]:
         _core(model), path, classifier=entry.meta.get("classifier"),
         first_conv=entry.meta.get("first_conv"), source=start.source,
     )  # fmt: skip
-    with open(path, "rb") as fh:
-        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    digest = cache.file_sha256(path)
     return {
         "source": start.source,
         "entry": start.entry.name if start.entry is not None else None,
