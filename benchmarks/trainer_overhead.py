@@ -3,10 +3,14 @@
 Every contender trains the same model (same initial weights) on the same data with the same
 optimizer, loss and batch size; what differs is what sits around the step:
 
-- ``limit``      a hand-written loop over batches sliced once up front (the floor),
+- ``limit``      a hand-written loop over batches sliced once up front (the floor), with
+                 ``torch.optim.Adam``'s default step (``limit_fused``: ``fused=True``, as zoo
+                 builds it by default),
 - ``dataloader`` the classic ``DataLoader(TensorDataset(X, y), shuffle=True)`` loop,
 - ``zoo``        ``zoo.Trainer`` (its per-epoch training-loop time, from its history),
-- ``lightning``  ``pytorch_lightning.Trainer`` (per-epoch time from a callback),
+- ``lightning``  ``pytorch_lightning.Trainer`` (per-epoch time from a callback), with the
+                 ``Adam`` a user writes in ``configure_optimizers`` (``lightning_fused``: the
+                 same with ``fused=True``),
 
 for a small MLP on 20k x 2 points (batch 32) and TinyVGG on 28x28 images (MNIST's on-disk
 format, written to a temp dir and read by zoo's real ``mnist`` dataset). Epoch 1 of each run
@@ -77,16 +81,16 @@ def make_step(model, loss_fn, optimizer, task):
     return step
 
 
-def fresh(spec):
+def fresh(spec, fused=False):
     torch.manual_seed(0)
     model = zoo.create_model(spec["model"], dataset=spec["dataset"], **spec["model_kwargs"])
     loss_fn = zoo.create_loss(tasks.TASKS[spec["task"]].default_loss)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=fused or None)
     return model, loss_fn, optimizer
 
 
-def run_limit(spec, X, y, epochs):
-    model, loss_fn, optimizer = fresh(spec)
+def run_limit(spec, X, y, epochs, fused=False):
+    model, loss_fn, optimizer = fresh(spec, fused)
     step = make_step(model, loss_fn, optimizer, spec["task"])
     g = torch.Generator().manual_seed(0)
     times = []
@@ -130,9 +134,9 @@ def run_zoo(spec, X, y, epochs, exact=False):
     return [row["seconds"] for row in result.history], wall
 
 
-def run_lightning(spec, X, y, epochs, val=None):
+def run_lightning(spec, X, y, epochs, val=None, fused=False):
     """``val``: ``(X, y)`` validated after every epoch (loss and accuracy logged per epoch, as
-    zoo scores its test split), else no validation."""
+    zoo scores its test split), else no validation; ``fused``: Adam's fused step."""
     import pytorch_lightning as pl
     from torch.utils.data import DataLoader, TensorDataset
 
@@ -156,7 +160,7 @@ def run_lightning(spec, X, y, epochs, val=None):
             self.log("val_accuracy", hits.float().mean())
 
         def configure_optimizers(self):
-            return torch.optim.Adam(self.model.parameters(), lr=1e-3)
+            return torch.optim.Adam(self.model.parameters(), lr=1e-3, fused=fused or None)
 
     class EpochTimer(pl.Callback):
         def __init__(self):
@@ -206,10 +210,12 @@ def bench(spec, epochs, rounds):
     X, y = zoo.load_dataset(spec["dataset"], "train", **spec["dataset_kwargs"])
     test = zoo.load_dataset(spec["dataset"], "test", **spec["dataset_kwargs"])
     steps = -(-len(X) // BATCH)
-    per_epoch = {k: [] for k in ("limit", "dataloader", "zoo", "lightning")}
+    names = ("limit", "limit_fused", "dataloader", "zoo", "lightning", "lightning_fused")
+    per_epoch = {k: [] for k in names}
     walls = {"zoo": [], "zoo_exact": [], "lightning": [], "lightning_val": []}
     for _ in range(rounds):
         per_epoch["limit"] += run_limit(spec, X, y, epochs)[1:]
+        per_epoch["limit_fused"] += run_limit(spec, X, y, epochs, fused=True)[1:]
         per_epoch["dataloader"] += run_dataloader(spec, X, y, epochs)[1:]
         times, wall = run_zoo(spec, X, y, epochs)
         per_epoch["zoo"] += times[1:]
@@ -218,6 +224,7 @@ def bench(spec, epochs, rounds):
         times, wall = run_lightning(spec, X, y, epochs)
         per_epoch["lightning"] += times[1:]
         walls["lightning"].append(wall)
+        per_epoch["lightning_fused"] += run_lightning(spec, X, y, epochs, fused=True)[0][1:]
         walls["lightning_val"].append(run_lightning(spec, X, y, epochs, val=test)[1])
     rates = {k: steps / min(v) for k, v in per_epoch.items()}
     medians = {k: steps / statistics.median(v) for k, v in per_epoch.items()}
@@ -233,6 +240,9 @@ def bench(spec, epochs, rounds):
             "dataloader/limit": rates["dataloader"] / rates["limit"],
             "lightning/limit": rates["lightning"] / rates["limit"],
             "zoo/lightning": rates["zoo"] / rates["lightning"],
+            "zoo/limit_fused": rates["zoo"] / rates["limit_fused"],
+            "zoo/lightning_fused": rates["zoo"] / rates["lightning_fused"],
+            "zoo/lightning_median": medians["zoo"] / medians["lightning"],
         },
         "loader_batches_per_s": loader_rates(X, y),
     }
@@ -271,15 +281,21 @@ def main(argv=None):
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), cpu", file=sys.stderr)
     for r in results:
         print(f"\n{r['name']}: {r['steps_per_epoch']} steps/epoch")
-        print(f"  {'contender':<12}{'steps/s':>10}{'vs limit':>10}{'median':>10}{'vs limit':>10}")
+        print(f"  {'contender':<16}{'steps/s':>10}{'vs limit':>10}{'median':>10}{'vs limit':>10}")
         med = r["steps_per_s_median"]
         for name, rate in r["steps_per_s"].items():
             print(
-                f"  {name:<12}{rate:>10.0f}{rate / r['steps_per_s']['limit']:>10.3f}"
+                f"  {name:<16}{rate:>10.0f}{rate / r['steps_per_s']['limit']:>10.3f}"
                 f"{med[name]:>10.0f}{med[name] / med['limit']:>10.3f}"
             )
         lo = r["loader_batches_per_s"]
-        print(f"  zoo / lightning: {r['ratios']['zoo/lightning']:.2f}x")
+        ratios = r["ratios"]
+        print(
+            f"  zoo / lightning: {ratios['zoo/lightning']:.2f}x best epoch, "
+            f"{ratios['zoo/lightning_median']:.2f}x median; both fused: "
+            f"{ratios['zoo/lightning_fused']:.2f}x; zoo / limit_fused "
+            f"{ratios['zoo/limit_fused']:.3f}"
+        )
         print(
             f"  loader only: slicing {lo['slicing']:.0f} batches/s, DataLoader "
             f"{lo['dataloader']:.0f} batches/s ({lo['slicing'] / lo['dataloader']:.0f}x)"

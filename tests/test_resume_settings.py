@@ -36,17 +36,17 @@ def run(two_epochs, tmp_path):
     return shutil.copytree(two_epochs, tmp_path / "run")
 
 
-def hand_loop(phases):
-    """The canonical loop written out: ``phases`` of (epochs, lr, weight_decay, batch_size),
-    the optimizer's param groups set at each phase as a user would."""
+def hand_loop(phases, optimizer=torch.optim.SGD, **options):
+    """The canonical loop written out: ``phases`` of (epochs, lr, weight_decay, batch_size[,
+    other group settings]), the optimizer's param groups set at each phase as a user would."""
     torch.manual_seed(0)
     model = zoo.create_model("mlp", dataset="circles")
     X, y = zoo.load_dataset("circles", "train")
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    optimizer = torch.optim.SGD(model.parameters(), lr=phases[0][1])
-    for epochs, lr, weight_decay, batch in phases:
+    optimizer = optimizer(model.parameters(), lr=phases[0][1], **options)
+    for epochs, lr, weight_decay, batch, *more in phases:
         for group in optimizer.param_groups:
-            group.update(lr=lr, weight_decay=weight_decay)
+            group.update(lr=lr, weight_decay=weight_decay, **(more[0] if more else {}))
         for _ in range(epochs):
             for i in range(0, len(X), batch):
                 model.train()
@@ -91,6 +91,22 @@ def test_a_new_lr_on_resume_trains_the_resumed_epochs_at_it_and_says_so(run, tmp
     zoo.Trainer.resumed(python_copy, epochs=4, lr=0.5, weight_decay=0.01, quiet=True).fit()
     assert_weights(python_copy, load_file(run / "model.safetensors"))
     assert json.loads((python_copy / "run.json").read_text())["changes"] == info["changes"]
+
+
+def test_no_fused_on_resume_steps_with_the_default_kernel_from_the_first_resumed_epoch(tmp_path):
+    """The checkpoint's optimizer state says fused; the resumed run's setting wins."""
+    args = ["-m", "mlp", "-d", "circles", "--lr", "0.01", "--batch-size", "64", "--no-shuffle",
+            "--device", "cpu", "--quiet"]  # fmt: skip
+    assert zoo_cli("train", *args, "--epochs", "1", "--out", tmp_path / "r").exit_code == 0
+    result = zoo_cli("train", "--resume", tmp_path / "r", "--epochs", "2", "--no-fused")
+    assert result.exit_code == 0, result.output
+
+    phases = [(1, 0.01, 0.0, 64, {"fused": True}), (1, 0.01, 0.0, 64, {"fused": False})]
+    assert_weights(tmp_path / "r", hand_loop(phases, torch.optim.Adam, fused=True))
+    info = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert {"epoch": 2, "setting": "fused", "from": True, "to": False} in info["changes"]
+    groups = load_checkpoint(tmp_path / "r").optimizer_state["param_groups"]
+    assert {g["fused"] for g in groups} == {False}
 
 
 def test_changes_of_several_resumes_accumulate_with_their_epochs(run):

@@ -47,7 +47,7 @@ def test_shuffle_is_one_seeded_permutation_per_epoch():
     torch.manual_seed(0)
     model = zoo.create_model("linear", dataset="circles")
     X, y = zoo.load_dataset("circles", "train")
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01, fused=True)  # as zoo builds it
     generator = torch.Generator().manual_seed(0)
     for _epoch in range(2):
         perm = torch.randperm(len(X), generator=generator)
@@ -63,6 +63,42 @@ def test_shuffle_is_one_seeded_permutation_per_epoch():
     result = fast("linear", lr=0.01, epochs=2, batch_size=50, seed=0).fit()
     for key, value in model.state_dict().items():
         assert torch.equal(result.model.state_dict()[key], value)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "rmsprop"])
+def test_fused_is_torch_fused_kernel_and_no_fused_torch_default_step(optimizer):
+    """--fused (the default) steps with torch's fused kernel where it has one, --no-fused
+    with torch's default for-loop step; both bit for bit as the hand-written loop builds
+    them, and equal to each other to float rounding."""
+    X, y = zoo.load_dataset("circles", "train")
+    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "rmsprop": torch.optim.RMSprop}
+
+    def hand(**options):
+        torch.manual_seed(0)
+        model = zoo.create_model("mlp", dataset="circles")
+        opt = cls[optimizer](model.parameters(), lr=0.01, weight_decay=0.0, **options)
+        for i in range(0, len(X), 64):
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                model(X[i : i + 64]).squeeze(-1), y[i : i + 64]
+            )
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return model.state_dict()
+
+    runs = {}
+    for fused in (True, False):
+        trainer = fast(optimizer=optimizer, lr=0.01, epochs=1, batch_size=64, shuffle=False,
+                       seed=0, fused=fused)  # fmt: skip
+        runs[fused] = trainer.fit().model.state_dict()
+        assert bool(trainer.optimizer.defaults.get("fused")) == (fused and optimizer != "rmsprop")
+    expected = {True: hand(fused=True) if optimizer != "rmsprop" else hand(), False: hand()}
+    for fused, state in runs.items():
+        for key, value in expected[fused].items():
+            assert torch.equal(state[key], value), (fused, key)
+        torch.testing.assert_close(state, runs[not fused], rtol=1e-5, atol=1e-6)
+    if optimizer != "rmsprop":  # the kernels differ in rounding: the test sees which ran
+        assert any(not torch.equal(runs[True][k], runs[False][k]) for k in runs[True])
 
 
 def test_slicing_batches_cover_the_data_once_without_collation():

@@ -291,7 +291,7 @@ def test_evaluate_and_resume_reuse_the_data_dir(make_plugin, tmp_path, monkeypat
 
 
 def test_curves_have_integer_epoch_ticks_and_say_train_loss_is_a_running_mean():
-    from zoo.train.rundir import curves_figure
+    from zoo.train.curves import curves_figure
 
     history = [
         {

@@ -110,6 +110,10 @@ class TrainConfig:
     lr: float = setting(1e-3, "Learning rate.", weights=True)
     weight_decay: float = setting(0.0, "Weight decay (L2 penalty).", weights=True)
     momentum: float = setting(0.0, "For sgd/rmsprop.", weights=True)
+    fused: bool = setting(
+        True, "The optimizer's fused kernel where torch has one for the parameters' device "
+        "(adam, adamw, sgd, adagrad on CPU and CUDA); --no-fused: torch's default for-loop step.",
+    )  # fmt: skip
     epochs: int = setting(10, "Total epochs (a resumed run trains up to this many).", weights=True)
     batch_size: int = setting(32, "Per process.", weights=True)
     device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps.")
@@ -214,7 +218,7 @@ class TrainConfig:
     )  # fmt: skip
     quiet: bool = setting(False, "No progress output.", short="-q", resume="session")
     plot: bool = setting(
-        True, "Draw loss_curves.png in the run directory (matplotlib: about a second).",
+        True, "Draw loss_curves.png in the run directory (by a helper process beside training).",
         resume="session",
     )  # fmt: skip
 

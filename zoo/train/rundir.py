@@ -9,7 +9,7 @@ file is held for the whole run and dies with the process. Two runs never write i
 directory, and one whose holder died can be resumed or, before its first checkpoint, started
 again.
 
-Every file is written atomically. matplotlib is imported only to draw the curves (Agg backend).
+Every file is written atomically. The curves are drawn by :mod:`zoo.train.curves`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import io
 import os
 import platform
 import sys
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +28,7 @@ import numpy
 import torch
 
 import zoo
-from zoo._util.atomic import atomic_path, write_json, write_text
+from zoo._util.atomic import write_json, write_text
 from zoo._util.jsonio import jsonable
 from zoo._util.log import get_logger
 from zoo.errors import UsageError, ZooError, one_line
@@ -37,6 +36,7 @@ from zoo.runtime.device import device_name
 from zoo.tasks import contracts as tasks
 from zoo.train.checkpoint import discard_checkpoints, find_checkpoint, write_error
 from zoo.train.config import TrainConfig
+from zoo.train.curves import CURVES, CurvesHelper
 from zoo.weights import files as weights
 from zoo.weights.source import RECIPE, RUN_JSON, WEIGHTS, read_run_json
 
@@ -48,12 +48,9 @@ __all__ = [
     "WEIGHTS",
     "RunLock",
     "claim_run_dir",
-    "curves_figure",
     "default_run_dir",
     "find_run",
     "keep_recipe",
-    "plot_curves",
-    "prepare_plotting",
     "recorded_settings",
     "run_info",
     "versions",
@@ -63,7 +60,6 @@ __all__ = [
 ]
 
 METRICS_CSV = "metrics.csv"
-CURVES = "loss_curves.png"
 LOCK = ".lock"  # held (fcntl.flock) by the process writing the run
 _MAX_NAMES = 1000  # default names tried: base, base-2, ..., base-1000
 
@@ -308,71 +304,6 @@ def _fmt(value: Any) -> Any:
     return "" if value is None else value
 
 
-def plot_curves(
-    run_dir: str | os.PathLike, history: list[dict[str, Any]], metric: str
-) -> Path | None:
-    """Train/test loss and ``metric`` per epoch, side by side, as ``loss_curves.png``."""
-    if not history:
-        return None
-    fig = curves_figure(history, metric)
-    path = Path(run_dir) / CURVES
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    return path
-
-
-def prepare_plotting() -> threading.Thread:
-    """Import matplotlib on a background thread while training runs.
-
-    The import costs about as much CPU as drawing the curves; done beside the training loop
-    (which releases the GIL in every kernel), the run's last step does not wait for it.
-    """
-    thread = threading.Thread(target=_import_matplotlib, name="zoo-plot-import", daemon=True)
-    thread.start()
-    return thread
-
-
-def _import_matplotlib() -> None:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.backends import backend_agg  # noqa: F401
-    from matplotlib.figure import Figure  # noqa: F401
-
-
-def curves_figure(history: list[dict[str, Any]], metric: str) -> Any:
-    """The matplotlib ``Figure`` :func:`plot_curves` saves: loss and ``metric`` per epoch.
-
-    Epoch ticks are whole numbers. ``train_loss`` is the running mean of the step losses over
-    the epoch (the weights change while it is summed), so its legend says so; every other
-    curve is measured on the weights at the end of the epoch.
-    """
-    _import_matplotlib()
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    epochs = [row["epoch"] for row in history]
-    fig = Figure(figsize=(10, 4))
-    # fixed margins: a layout engine would double the cost of drawing two small panels
-    fig.subplots_adjust(left=0.085, right=0.98, bottom=0.12, top=0.91, wspace=0.24)
-    for ax, name in zip(fig.subplots(1, 2), ("loss", metric), strict=True):
-        for split, style in (("train", "-o"), ("val", "-^"), ("test", "-s")):
-            key = f"{split}_{name}"
-            values = [row.get(key) for row in history]
-            if any(v is not None for v in values):
-                label = "train loss (running mean)" if key == "train_loss" else split
-                ax.plot(
-                    epochs, [float("nan") if v is None else v for v in values], style, label=label
-                )
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(name)
-        ax.set_title(name)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    return fig
-
-
 def command_line() -> list[str]:
     """The command that started this process (``sys.argv``), for ``run.json``."""
     return list(sys.argv)
@@ -495,7 +426,8 @@ def write_outputs(
     metric = tasks.TASKS[settings["task"]].primary_metric
     _written(out / METRICS_CSV, lambda: write_metrics_csv(out, history))
     if settings.get("plot", True):
-        _written(out / CURVES, lambda: plot_curves(out, history, metric))
+        helper = getattr(trainer, "curves_helper", None) or CurvesHelper(None)
+        _written(out / CURVES, lambda: helper.draw(out, history, metric))
     if getattr(trainer, "recipe", None) is not None:
         _written(out / RECIPE, lambda: keep_recipe(out, trainer.recipe))
     info = run_info(trainer, status, started, t_start)

@@ -67,6 +67,7 @@ from zoo.train.checkpoint import (
     write_error,
 )
 from zoo.train.config import TrainConfig, TrainState
+from zoo.train.curves import CurvesHelper
 from zoo.train.finetune import (
     Start,
     freeze_backbone,
@@ -79,7 +80,7 @@ from zoo.train.finetune import (
 )
 from zoo.train.localdata import LocalDataset, local_dataset
 from zoo.train.loggers import Events, Run, check_loggers
-from zoo.train.optim import create_optimizer, optimizer_kwargs, resolve_optimizer
+from zoo.train.optim import create_optimizer, optimizer_kwargs, resolve_optimizer, set_fused
 from zoo.train.progress import Progress
 from zoo.train.recipes import find_recipe
 from zoo.train.resume import (
@@ -96,7 +97,6 @@ from zoo.train.rundir import (
     RunLock,
     claim_run_dir,
     find_run,
-    prepare_plotting,
     recorded_settings,
     run_info,
     write_metrics_csv,
@@ -542,7 +542,7 @@ class Trainer:
         params = trainable(self.model) if self.freeze_backbone else self.model.parameters()
         self.optimizer = create_optimizer(
             self.optimizer_name, params, lr=self.lr,
-            weight_decay=self.weight_decay, momentum=self.momentum,
+            weight_decay=self.weight_decay, momentum=self.momentum, fused=self.fused,
         )  # fmt: skip
         train_module: nn.Module = self.model
         if d.enabled:
@@ -596,6 +596,7 @@ class Trainer:
                 ) from exc
             for group in self.optimizer.param_groups:  # this run's lr, weight decay, momentum
                 group.update(self._optimizer_kwargs)  # (the state holds the checkpoint's)
+            set_fused(self.optimizer, bool(self.optimizer.defaults.get("fused")))
         try:
             self.precision_plugin.load_state_dict(ckpt.scaler_state)
         except (ValueError, KeyError, TypeError, RuntimeError) as exc:
@@ -799,6 +800,7 @@ class Trainer:
         progress = Progress(config.epochs, quiet=config.quiet or not d.is_main)
         self._diverged_message = None
         self._last_weights = None
+        self.curves_helper: CurvesHelper | None = None  # draws loss_curves.png beside training
         self.metrics_from: str | None = None
         self._run_clock = (started, t_start)
         if self.monitor is not None and self.monitor.startswith("test_"):
@@ -817,7 +819,7 @@ class Trainer:
             if writer:
                 self._write_run_json("running", started, t_start)
                 if config.plot:
-                    prepare_plotting()
+                    self.curves_helper = CurvesHelper.start()
             if events:
                 events.fit_start()
             for epoch in range(state.start_epoch, config.epochs + 1):
@@ -868,6 +870,9 @@ class Trainer:
             self._stopped(writer, "failed", distributed.peer_failure(exc, d))
         finally:
             progress.close()
+            if self.curves_helper is not None:
+                self.curves_helper.close()
+                self.curves_helper = None
             if events:
                 done = status in ("finished", "stopped_early")
                 events.fit_end(status, metrics if done else None)
