@@ -93,20 +93,53 @@ def test_a_new_lr_on_resume_trains_the_resumed_epochs_at_it_and_says_so(run, tmp
     assert json.loads((python_copy / "run.json").read_text())["changes"] == info["changes"]
 
 
-def test_no_fused_on_resume_steps_with_the_default_kernel_from_the_first_resumed_epoch(tmp_path):
-    """The checkpoint's optimizer state says fused; the resumed run's setting wins."""
-    args = ["-m", "mlp", "-d", "circles", "--lr", "0.01", "--batch-size", "64", "--no-shuffle",
-            "--device", "cpu", "--quiet"]  # fmt: skip
-    assert zoo_cli("train", *args, "--epochs", "1", "--out", tmp_path / "r").exit_code == 0
-    result = zoo_cli("train", "--resume", tmp_path / "r", "--epochs", "2", "--no-fused")
+FUSED_ARGS = ["-m", "mlp", "-d", "circles", "--lr", "0.01", "--batch-size", "64",
+              "--no-shuffle", "--device", "cpu", "--quiet"]  # fmt: skip
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_fused_changed_on_resume_takes_effect_from_the_first_resumed_epoch(tmp_path, first):
+    """The checkpoint's optimizer state says how it stepped; the resumed run's setting wins."""
+    flag = {True: "--fused", False: "--no-fused"}
+    run = tmp_path / "r"
+    assert zoo_cli("train", *FUSED_ARGS, flag[first], "--epochs", "1", "--out", run).exit_code == 0
+    result = zoo_cli("train", "--resume", run, "--epochs", "2", flag[not first])
     assert result.exit_code == 0, result.output
 
-    phases = [(1, 0.01, 0.0, 64, {"fused": True}), (1, 0.01, 0.0, 64, {"fused": False})]
-    assert_weights(tmp_path / "r", hand_loop(phases, torch.optim.Adam, fused=True))
-    info = json.loads((tmp_path / "r" / "run.json").read_text())
-    assert {"epoch": 2, "setting": "fused", "from": True, "to": False} in info["changes"]
-    groups = load_checkpoint(tmp_path / "r").optimizer_state["param_groups"]
-    assert {g["fused"] for g in groups} == {False}
+    phases = [(1, 0.01, 0.0, 64, {"fused": first}), (1, 0.01, 0.0, 64, {"fused": not first})]
+    assert_weights(run, hand_loop(phases, torch.optim.Adam))
+    info = json.loads((run / "run.json").read_text())
+    assert {"epoch": 2, "setting": "fused", "from": first, "to": not first} in info["changes"]
+    groups = load_checkpoint(run).optimizer_state["param_groups"]
+    assert {bool(g["fused"]) for g in groups} == {not first}
+
+
+def test_a_run_of_a_zoo_before_fused_resumes_unfused_unless_told(tmp_path):
+    """A record without ``fused`` was trained with torch's default step: resuming it keeps
+    that step (no change), and ``--fused`` is a change from False."""
+    run = tmp_path / "r"
+    assert zoo_cli("train", *FUSED_ARGS, "--no-fused", "--epochs", "1", "--out", run).exit_code == 0
+    for name, keys in (
+        ("run.json", ("settings",)),
+        ("checkpoint/state.json", ("trainer", "settings")),
+    ):
+        record = json.loads((run / name).read_text())
+        settings = record
+        for key in keys:
+            settings = settings[key]
+        del settings["fused"]  # as zoo wrote it before the setting existed
+        (run / name).write_text(json.dumps(record))
+    older = shutil.copytree(run, tmp_path / "older")
+
+    assert zoo_cli("train", "--resume", run, "--epochs", "2").exit_code == 0
+    assert_weights(run, hand_loop([(2, 0.01, 0.0, 64)], torch.optim.Adam))
+    info = json.loads((run / "run.json").read_text())
+    assert info["settings"]["fused"] is False
+    assert [c["setting"] for c in info["changes"]] == ["epochs"]
+
+    assert zoo_cli("train", "--resume", older, "--epochs", "2", "--fused").exit_code == 0
+    changes = json.loads((older / "run.json").read_text())["changes"]
+    assert {"epoch": 2, "setting": "fused", "from": False, "to": True} in changes
 
 
 def test_changes_of_several_resumes_accumulate_with_their_epochs(run):

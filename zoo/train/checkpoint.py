@@ -504,8 +504,8 @@ def _same_kind(saved: Any, live: Any) -> bool:
     """Whether a recorded hyperparameter has the kind of the live one (``betas`` a pair, ...)."""
     if live is None or isinstance(live, torch.Tensor):
         return True
-    if isinstance(live, bool):
-        return isinstance(saved, bool)
+    if isinstance(live, bool):  # torch's optional flags (``fused``, ``foreach``) default to None
+        return saved is None or isinstance(saved, bool)
     if isinstance(live, int | float):
         return _is_number(saved)
     if isinstance(live, tuple | list):

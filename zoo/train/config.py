@@ -55,6 +55,7 @@ def setting(
     resume: str = "apply",
     weights: bool = False,
     path: bool = False,
+    absent: Any = dataclasses.MISSING,
 ) -> Any:
     """A :class:`TrainConfig` field: its default and what it is for.
 
@@ -70,6 +71,9 @@ def setting(
             what a checkpoint must match to be resumed) or ``"session"``.
         weights: kept in an exported weights file's training record.
         path: the value is a directory (the CLI refuses a file).
+        absent: what a run recorded before this setting existed did (a record lacking the
+            field means this value, see :meth:`TrainConfig.complete_record`); without it a
+            lacking field is no change.
 
     Returns:
         A ``dataclasses.field``.
@@ -78,7 +82,7 @@ def setting(
         raise ValueError(f"resume must be one of {', '.join(RESUME)}, got {resume!r}")
     meta = {
         "help": help, "short": short, "flag": flag, "metavar": metavar, "resume": resume,
-        "fingerprint": resume == "refuse", "weights": weights, "path": path,
+        "fingerprint": resume == "refuse", "weights": weights, "path": path, "absent": absent,
     }  # fmt: skip
     if isinstance(default, dict):
         return field(default_factory=lambda: dict(default), metadata=meta)
@@ -111,8 +115,8 @@ class TrainConfig:
     weight_decay: float = setting(0.0, "Weight decay (L2 penalty).", weights=True)
     momentum: float = setting(0.0, "For sgd/rmsprop.", weights=True)
     fused: bool = setting(
-        True, "The optimizer's fused kernel where torch has one for the parameters' device "
-        "(adam, adamw, sgd, adagrad on CPU and CUDA); --no-fused: torch's default for-loop step.",
+        True, "The optimizer's fused kernel where torch has one (adam, adamw, sgd on CPU and "
+        "CUDA, adagrad on CPU); --no-fused: torch's default for-loop step.", absent=False,
     )  # fmt: skip
     epochs: int = setting(10, "Total epochs (a resumed run trains up to this many).", weights=True)
     batch_size: int = setting(32, "Per process.", weights=True)
@@ -253,6 +257,19 @@ class TrainConfig:
         if f.default_factory is not dataclasses.MISSING:
             return f.default_factory()
         return f.default
+
+    @classmethod
+    def complete_record(cls, recorded: Mapping[str, Any]) -> dict[str, Any]:
+        """A run's ``recorded`` settings with what each field it lacks meant when that run
+        was trained (the field's ``absent``, where one is declared); ``{}`` stays ``{}``."""
+        if not recorded:
+            return dict(recorded)
+        before = {
+            f.name: f.metadata["absent"]
+            for f in dataclasses.fields(cls)
+            if f.metadata.get("absent", dataclasses.MISSING) is not dataclasses.MISSING
+        }
+        return {**before, **recorded}
 
     @classmethod
     def meta(cls, name: str) -> Mapping[str, Any]:

@@ -1,36 +1,43 @@
 """A run's loss curves, ``loss_curves.png``, drawn beside training by a helper process.
 
 Importing matplotlib and drawing a first figure cost about a second of CPU, longer than the
-whole of a small run's bookkeeping. :class:`CurvesHelper` starts ``python -m zoo.train.curves``
-when training starts: it imports matplotlib and draws a throwaway figure on another core while
-training runs, says ``ready``, and then waits for the run's history on its stdin (one JSON
-object), draws ``loss_curves.png`` atomically and exits. A helper that is not ready when the
-run ends (a run of a second or two), cannot start or fails is not waited for: the curves are
-drawn in this process instead, as before.
+whole of a small run's bookkeeping. When the first epoch shows that training has a few
+seconds left (:data:`WORTH_S`), :class:`CurvesHelper` starts a helper process: it imports
+matplotlib and draws a throwaway figure on another core while training runs, says ``ready``,
+waits for the run's history on its stdin (one JSON line), draws ``loss_curves.png``
+atomically and exits. A helper that is not ready when the run ends, cannot start or fails is
+not waited for: the curves are drawn in this process instead, as they are for short runs.
 
-The helper takes its one request from its parent's pipe and nothing else; a closed pipe with
-no request (the run failed or was killed) makes it exit having written nothing. It runs in its
-own session, so Ctrl-C in the terminal reaches the run, not the helper.
+The helper takes its one request from its parent's pipe and nothing else; a run that ends
+without a request (it failed or was killed) makes it exit having written nothing. It runs in
+its own session, so Ctrl-C in the terminal reaches the run, not the helper.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from zoo._util.atomic import atomic_path
+from zoo._util.log import get_logger
 
 __all__ = ["CURVES", "CurvesHelper", "curves_figure", "plot_curves"]
 
+log = get_logger(__name__)
+
 CURVES = "loss_curves.png"
 READY = b"ready\n"
+# A helper pays off when training has about this long left to hide its start behind.
+WORTH_S = 2.0
 # How long a ready helper may take to draw one figure before this process draws it instead.
-DRAW_TIMEOUT_S = 60.0
+DRAW_TIMEOUT_S = 15.0
 
 
 def plot_curves(
@@ -84,8 +91,9 @@ def curves_figure(history: list[dict[str, Any]], metric: str) -> Any:
 class CurvesHelper:
     """The helper process of one run (see the module docstring).
 
-    ``CurvesHelper.start()`` when training starts, :meth:`draw` once at the end (it falls back
-    to drawing here), :meth:`close` in any case (a helper given no request is stopped).
+    :meth:`start` once the first epoch says how long the run will take, :meth:`draw` once at
+    the end (it falls back to drawing here), :meth:`close` in any case (a helper given no
+    request is stopped).
     """
 
     def __init__(self, process: subprocess.Popen[bytes] | None) -> None:
@@ -93,15 +101,18 @@ class CurvesHelper:
         self._ready = False
 
     @classmethod
-    def start(cls) -> CurvesHelper:
-        """Start the helper; one that cannot start leaves the drawing to :meth:`draw` here."""
-        root = str(Path(__file__).resolve().parents[2])  # where this zoo is imported from
-        path = os.environ.get("PYTHONPATH")
-        env = {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
+    def start(cls, seconds_left: float = float("inf")) -> CurvesHelper:
+        """Start the helper when the run has ``seconds_left`` of training to hide it behind
+        (:data:`WORTH_S` at least) on a POSIX system; otherwise, or when it cannot start, the
+        curves are drawn here by :meth:`draw`."""
+        if seconds_left < WORTH_S or os.name != "posix":
+            return cls(None)
+        root = str(Path(__file__).resolve().parents[2])  # the zoo this process imported
+        code = f"import sys; sys.path.insert(0, {root!r}); import zoo.train.curves as c; c.serve()"
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", "zoo.train.curves"], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True,
+                [sys.executable, "-P", "-c", code], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
             )  # fmt: skip
         except (OSError, ValueError):
             process = None
@@ -112,13 +123,17 @@ class CurvesHelper:
         p = self.process
         if p is None or p.stdout is None or p.poll() is not None:
             return False
-        if not self._ready and select.select([p.stdout], [], [], 0)[0]:
-            self._ready = p.stdout.read(len(READY)) == READY
+        if not self._ready:
+            try:
+                if select.select([p.stdout], [], [], 0)[0]:
+                    self._ready = os.read(p.stdout.fileno(), len(READY)) == READY
+            except (OSError, ValueError):
+                return False
         return self._ready
 
     def draw(self, run_dir: Path, history: list[dict[str, Any]], metric: str) -> Path | None:
         """``loss_curves.png`` of ``history``: by the helper when it is ready, else here."""
-        if history and self.ready() and self._request(run_dir, history, metric):
+        if history and self.ready() and self._request(Path(run_dir), history, metric):
             return Path(run_dir) / CURVES
         self.close()
         return plot_curves(run_dir, history, metric)
@@ -130,10 +145,15 @@ class CurvesHelper:
         request = {"run_dir": str(run_dir), "history": history, "metric": metric}
         try:
             line = json.dumps(request, default=float).encode() + b"\n"
-            p.communicate(line, timeout=DRAW_TIMEOUT_S)
-        except (TypeError, ValueError, OSError, subprocess.TimeoutExpired):
+            _, err = p.communicate(line, timeout=DRAW_TIMEOUT_S)
+        except (TypeError, ValueError, OSError, subprocess.TimeoutExpired) as exc:
             _stop(p)
+            for temp in run_dir.glob(f".{CURVES}.*.tmp"):  # what a killed helper left
+                temp.unlink(missing_ok=True)
+            log.debug("curves helper: %s; drawing here", exc)
             return False
+        if p.returncode != 0:
+            log.debug("curves helper exited %s: %s", p.returncode, err.decode(errors="replace"))
         return p.returncode == 0
 
     def close(self) -> None:
@@ -144,6 +164,9 @@ class CurvesHelper:
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Kill the helper's process group (its own session) and reap it."""
+    with contextlib.suppress(OSError):
+        os.killpg(process.pid, signal.SIGKILL)
     process.kill()
     process.communicate()
 
@@ -156,15 +179,24 @@ def _warm_up() -> None:
     curves_figure([row, {**row, "epoch": 2}], "m").savefig(io.BytesIO(), format="png", dpi=100)
 
 
+def _read_request(parent: int) -> bytes:
+    """The request line from stdin; ``b""`` when the pipe closes or the run that started
+    this helper is gone (a process forked from the run may keep the pipe open)."""
+    while os.getppid() == parent:
+        if select.select([sys.stdin.buffer], [], [], 1.0)[0]:
+            return sys.stdin.buffer.readline()
+    return b""
+
+
 def main() -> int:
     """The helper: warm up, say ready, draw the one request read from stdin; exit status 0
-    only when it drew (a line, not the pipe's end: a process forked from the run may hold a
-    copy of the pipe)."""
+    only when it drew."""
+    parent = os.getppid()
     try:
         _warm_up()
         sys.stdout.buffer.write(READY)
         sys.stdout.buffer.flush()
-        line = sys.stdin.buffer.readline()
+        line = _read_request(parent)
         if not line:
             return 3  # the run ended without a request
         request = json.loads(line)
@@ -177,7 +209,13 @@ def main() -> int:
     return 0
 
 
-if __name__ == "__main__":
+def serve() -> None:
+    """Run :func:`main` and leave at once: the file is in place, and tearing matplotlib down
+    would only keep the run waiting."""
     code = main()
     sys.stderr.flush()
-    os._exit(code)  # the file is in place; tearing matplotlib down would only keep the run waiting
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    serve()

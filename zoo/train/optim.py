@@ -1,10 +1,10 @@
 """Optimizers by name from ``torch.optim`` (``sgd``, ``adam``, ``adamw``, ``rmsprop``, ...).
 
-With ``fused=True`` an optimizer that has a fused kernel for its parameters' device and dtype
-(``adam``, ``adamw``, ``sgd`` and ``adagrad`` on CPU and CUDA) is built with it: one kernel
-per parameter group instead of about ten tensor operations per parameter, the default of the
-Hugging Face Trainer (``adamw_torch_fused``). Its results match torch's default for-loop
-implementation to float rounding (not bit for bit).
+With ``fused=True`` an optimizer that has a fused kernel for its parameters' device
+(:data:`FUSED_DEVICES`: ``adam``, ``adamw``, ``sgd`` on CPU and CUDA, ``adagrad`` on CPU) is
+built with it: one kernel per parameter group instead of about ten tensor operations per
+parameter, the default of the Hugging Face Trainer (``adamw_torch_fused``). Its results match
+torch's default for-loop implementation to float rounding (not bit for bit).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
+    "FUSED_DEVICES",
     "UNSUPPORTED",
     "create_optimizer",
     "fusable",
@@ -26,10 +27,13 @@ __all__ = [
     "optimizer_kwargs",
     "resolve_optimizer",
     "set_fused",
+    "sparse_gradients",
 ]
 
-# Device types with fused kernels for every floating dtype of ``torch.optim``'s fused optimizers.
-FUSED_DEVICES = ("cpu", "cuda")
+# The optimizers whose fused kernels zoo uses, and the device types each has them for in
+# every torch zoo supports (adagrad's CUDA kernel is newer than torch 2.4).
+FUSED_DEVICES = {"adam": ("cpu", "cuda"), "adamw": ("cpu", "cuda"), "sgd": ("cpu", "cuda"),
+                 "adagrad": ("cpu",)}  # fmt: skip
 
 # Optimizers whose step needs something the canonical loop does not give them.
 UNSUPPORTED = {
@@ -92,29 +96,41 @@ def optimizer_kwargs(
 
 
 def fusable(cls: type, params: list[Any]) -> bool:
-    """Whether torch has a fused ``cls`` step for ``params`` (tensors or param-group dicts):
-    ``cls`` takes ``fused`` and every parameter is a real floating tensor on a device of
-    :data:`FUSED_DEVICES`."""
-    if "fused" not in inspect.signature(cls.__init__).parameters:
+    """Whether ``cls`` has a fused step for ``params`` (tensors or param-group dicts): it is
+    one of :data:`FUSED_DEVICES` taking ``fused`` in this torch, and every parameter a real
+    floating tensor on a device type listed there for it."""
+    devices = FUSED_DEVICES.get(cls.__name__.lower(), ())
+    if not devices or "fused" not in inspect.signature(cls.__init__).parameters:
         return False
     tensors = [t for p in params for t in (p["params"] if isinstance(p, dict) else [p])]
     return bool(tensors) and all(
-        t.is_floating_point() and t.device.type in FUSED_DEVICES for t in tensors
+        t.is_floating_point() and t.device.type in devices for t in tensors
     )
 
 
+def sparse_gradients(model: torch.nn.Module) -> bool:
+    """Whether ``model`` has a layer with sparse gradients (``nn.Embedding(sparse=True)``),
+    which fused kernels refuse."""
+    return any(getattr(m, "sparse", False) is True for m in model.modules())
+
+
 def set_fused(optimizer: torch.optim.Optimizer, fused: bool) -> None:
-    """Make ``optimizer``'s groups (fused or not) take ``fused`` after ``load_state_dict``
-    restored the checkpoint's choice: a resumed run steps as its settings say. A fused step
-    keeps ``step`` counters on the parameter's device; they are moved there."""
+    """Make ``optimizer``'s groups take ``fused`` after ``load_state_dict`` restored the
+    checkpoint's choice, so a resumed run steps as its settings say. ``step`` counters go
+    where that step keeps them (torch's rule): float32 on the parameter's device for a fused
+    (or capturable) step, else on the CPU."""
+    import torch
+
     for group in optimizer.param_groups:
         if "fused" not in group:
             continue
         group["fused"] = fused
-        for p in group["params"] if fused else ():
+        on_device = fused or bool(group.get("capturable"))
+        for p in group["params"]:
             step = optimizer.state.get(p, {}).get("step")
-            if step is not None and hasattr(step, "to"):
-                optimizer.state[p]["step"] = step.to(p.device)
+            if isinstance(step, torch.Tensor):
+                where = p.device if on_device else torch.device("cpu")
+                optimizer.state[p]["step"] = step.to(device=where, dtype=torch.float32)
 
 
 def create_optimizer(

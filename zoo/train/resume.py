@@ -82,7 +82,7 @@ def resolve_config(
     layers: dict[str, Any] = {}
     saved: dict[str, Any] = {}
     if resume is not None:
-        saved = recorded_settings(find_run(resume))
+        saved = TrainConfig.complete_record(recorded_settings(find_run(resume)))
         reused = set(TrainConfig.names()) - set(TrainConfig.names(resume="session"))
         layers.update((k, v) for k, v in saved.items() if k in reused)
     from_recipe: dict[str, Any] = {}
@@ -154,10 +154,12 @@ def compare_settings(
     Returns:
         ``(refused, applied)``: the ``(setting, recorded, new)`` of each field whose value
         differs, split by its ``resume`` metadata (``"session"`` fields are neither). A setting
-        the record lacks (written by an older zoo) is no change.
+        the record lacks (written by an older zoo) is no change, unless the setting declares
+        what its absence meant (:meth:`TrainConfig.complete_record`).
     """
     refused: list[Change] = []
     applied: list[Change] = []
+    recorded = TrainConfig.complete_record(recorded)
     for name in TrainConfig.names():
         policy = TrainConfig.meta(name)["resume"]
         if policy == "session" or name not in recorded or name not in planned:

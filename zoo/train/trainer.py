@@ -80,7 +80,13 @@ from zoo.train.finetune import (
 )
 from zoo.train.localdata import LocalDataset, local_dataset
 from zoo.train.loggers import Events, Run, check_loggers
-from zoo.train.optim import create_optimizer, optimizer_kwargs, resolve_optimizer, set_fused
+from zoo.train.optim import (
+    create_optimizer,
+    optimizer_kwargs,
+    resolve_optimizer,
+    set_fused,
+    sparse_gradients,
+)
 from zoo.train.progress import Progress
 from zoo.train.recipes import find_recipe
 from zoo.train.resume import (
@@ -542,7 +548,8 @@ class Trainer:
         params = trainable(self.model) if self.freeze_backbone else self.model.parameters()
         self.optimizer = create_optimizer(
             self.optimizer_name, params, lr=self.lr,
-            weight_decay=self.weight_decay, momentum=self.momentum, fused=self.fused,
+            weight_decay=self.weight_decay, momentum=self.momentum,
+            fused=self.fused and not sparse_gradients(self.model),
         )  # fmt: skip
         train_module: nn.Module = self.model
         if d.enabled:
@@ -818,8 +825,6 @@ class Trainer:
         try:
             if writer:
                 self._write_run_json("running", started, t_start)
-                if config.plot:
-                    self.curves_helper = CurvesHelper.start()
             if events:
                 events.fit_start()
             for epoch in range(state.start_epoch, config.epochs + 1):
@@ -843,6 +848,9 @@ class Trainer:
                 stop = self._update_early(epoch, row)
                 if writer:
                     self._save_epoch(epoch, time.perf_counter() - t_start)
+                    if config.plot and epoch == state.start_epoch:  # it says how long is left
+                        left = (config.epochs - epoch) * (time.perf_counter() - t0)
+                        self.curves_helper = CurvesHelper.start(seconds_left=left)
                 progress.end_epoch(row, self._progress_keys())
                 if events:
                     events.epoch_end(epoch, row)
