@@ -15,7 +15,6 @@ its own session, so Ctrl-C in the terminal reaches the run, not the helper.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import select
@@ -164,10 +163,12 @@ class CurvesHelper:
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
-    """Kill the helper's process group (its own session) and reap it."""
-    with contextlib.suppress(OSError):
+    """Kill the helper's process group (its own session: anything it started goes too) and
+    reap it."""
+    try:
         os.killpg(process.pid, signal.SIGKILL)
-    process.kill()
+    except OSError:  # already gone
+        process.kill()
     process.communicate()
 
 
@@ -215,7 +216,3 @@ def serve() -> None:
     code = main()
     sys.stderr.flush()
     os._exit(code)
-
-
-if __name__ == "__main__":
-    serve()
